@@ -1,0 +1,61 @@
+"""What machine and which versions a bench run used (for docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import sys
+
+
+def _cmd(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unavailable ({e.__class__.__name__})"
+    return (done.stdout + done.stderr).strip()
+
+
+def steal_jiffies() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs from /proc/stat: the hypervisor's share of our time."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return fields[7] if len(fields) > 7 else 0, sum(fields)
+
+
+def describe() -> dict:
+    lscpu = _cmd(["lscpu"])
+    keep = ("Architecture", "CPU(s)", "Model name", "Thread(s) per core", "Core(s) per socket",
+            "Hypervisor vendor", "L2 cache", "L3 cache")
+    cpu = {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in lscpu.splitlines()) if k.strip() in keep}
+    try:
+        import OpenSSL
+        import twisted
+        from cryptography.hazmat.backends.openssl.backend import backend as ossl
+        py_versions = {"twisted": twisted.__version__, "pyopenssl": OpenSSL.__version__,
+                       "openssl (cryptography)": ossl.openssl_version_text()}
+    except ImportError as e:
+        py_versions = {"error": str(e)}
+    try:
+        import httptools
+        py_versions["httptools"] = httptools.__version__
+    except ImportError:
+        pass
+    with open("/proc/meminfo") as f:
+        mem = f.readline().split()[1]
+    return {
+        "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "memory_gib": round(int(mem) / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "loadavg_start": open("/proc/loadavg").read().split()[:3],
+        "versions": {
+            "nginx": _cmd(["nginx", "-v"]).replace("nginx version: ", ""),
+            "haproxy": _cmd(["haproxy", "-v"]).splitlines()[0] if _cmd(["haproxy", "-v"]) else "",
+            "wrk": _cmd(["wrk", "-v"]).splitlines()[0] if _cmd(["wrk", "-v"]) else "",
+            "openssl (system)": _cmd(["openssl", "version"]),
+            "hyperfine": _cmd(["hyperfine", "--version"]),
+            **py_versions,
+        },
+    }

@@ -1,0 +1,109 @@
+"""Medians, ratios and the markdown table of a bench run.
+
+Ratios are always taken inside one run (the machine is shared; absolute
+figures drift between time windows, ratios within an interleaved round hold).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+from bench.scenarios import SCENARIOS
+
+METRICS = ("requests_per_second", "p50_ms", "p99_ms", "cpu_per_unit_us", "units_per_cpu_second",
+           "rss_worker_mib", "rss_total_mib", "cpu_seconds", "units")
+
+
+def summarize(trials: list[dict]) -> dict[tuple[int, str, str], dict]:
+    """{(workers, scenario, front): {metric: median, "reps": n, "checks": [...], "errors": n}}."""
+    groups: dict[tuple[int, str, str], list[dict]] = defaultdict(list)
+    for t in trials:
+        if "error" not in t:
+            groups[(t["workers"], t["scenario"], t["front"])].append(t)
+    out = {}
+    for key, ts in groups.items():
+        row = {m: statistics.median(t[m] for t in ts) for m in METRICS}
+        row["reps"] = len(ts)
+        row["checks"] = sorted({t["resumption_check"] for t in ts})
+        row["wrk_errors"] = sum(sum(t["errors"].values()) for t in ts)
+        out[key] = row
+    return out
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def _get(summary, workers, scenario, front, metric):
+    row = summary.get((workers, scenario, front))
+    return row[metric] if row else None
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return "n/a"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def ratio_table(summary: dict, subject: str = "tlsfront") -> str:
+    """The one table of ratios: `subject`'s CPU per unit over nginx's and HAProxy's, per scenario.
+
+    Also the issue's own ratio (nginx CPU per unit / subject's: higher is better)
+    and its target.
+    """
+    lines = [
+        f"| workers | scenario | {subject}/nginx CPU per unit | {subject}/HAProxy CPU per unit "
+        f"| nginx/{subject} (issue ratio) | target | met | {subject}/nginx p99 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for workers in sorted({k[0] for k in summary}):
+        for name, sc in SCENARIOS.items():
+            mine = _get(summary, workers, name, subject, "cpu_per_unit_us")
+            if mine is None:
+                continue
+            ng = _get(summary, workers, name, "nginx", "cpu_per_unit_us")
+            hp = _get(summary, workers, name, "haproxy", "cpu_per_unit_us")
+            issue = ratio(ng, mine)
+            target = sc.target_vs_nginx if workers == 1 else None
+            met = "" if target is None or issue is None else ("yes" if issue >= target else "NO")
+            p99 = ratio(_get(summary, workers, name, subject, "p99_ms"), _get(summary, workers, name, "nginx", "p99_ms"))
+            lines.append(
+                f"| {workers} | {name} | {_fmt(ratio(mine, ng))} | {_fmt(ratio(mine, hp))} | {_fmt(issue)} "
+                f"| {'>= ' + _fmt(target) if target else ''} | {met} | {_fmt(p99)} |"
+            )
+    return "\n".join(lines)
+
+
+def raw_table(summary: dict) -> str:
+    """Every (workers, scenario, front): medians of the raw figures."""
+    lines = [
+        "| workers | scenario | front | req/s | p50 ms | p99 ms | front CPU per unit | units per front CPU s "
+        "| peak RSS/worker MiB | reps | resumption check | wrk errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (workers, name, front), row in sorted(summary.items(), key=lambda kv: (kv[0][0], list(SCENARIOS).index(kv[0][1]), kv[0][2])):
+        unit = SCENARIOS[name].unit
+        per = f"{row['cpu_per_unit_us']:.0f} µs/req" if unit == "requests" else f"{row['cpu_per_unit_us'] / 1000:.2f} ms/MiB"
+        lines.append(
+            f"| {workers} | {name} | {front} | {_fmt(row['requests_per_second'], 0)} | {_fmt(row['p50_ms'])} "
+            f"| {_fmt(row['p99_ms'])} | {per} | {_fmt(row['units_per_cpu_second'], 0)} {unit} "
+            f"| {_fmt(row['rss_worker_mib'], 1)} | {row['reps']} | {', '.join(row['checks'])} | {row['wrk_errors']} |"
+        )
+    return "\n".join(lines)
+
+
+def baseline_table(summary: dict) -> str:
+    """The HTTP-layer question: tlsfront (httptools) against the plain twisted.web + Agent proxy."""
+    lines = ["| scenario | twisted.web+Agent CPU per unit / tlsfront's | twisted.web+Agent / nginx |", "|---|---|---|"]
+    for name in SCENARIOS:
+        tw = _get(summary, 1, name, "twisted", "cpu_per_unit_us")
+        if tw is None:
+            continue
+        lines.append(f"| {name} | {_fmt(ratio(tw, _get(summary, 1, name, 'tlsfront', 'cpu_per_unit_us')))} "
+                     f"| {_fmt(ratio(tw, _get(summary, 1, name, 'nginx', 'cpu_per_unit_us')))} |")
+    return "\n".join(lines)
