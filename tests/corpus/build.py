@@ -1,0 +1,118 @@
+"""Regenerate tests/data/ from real servers: `python -m tests.corpus.build [--only apache,nginx,haproxy]`.
+
+Run as root from the repository root (the servers drop to www-data, so that file modes
+bite); needs apache2 (mod_ssl), nginx, haproxy, openssl and curl from Debian. About a
+minute. Each server runs on free 127.0.0.1 ports with its own config in a temp dir and is
+stopped at the end. Every log file gets `<file>.truth.json`, counted from what the driver
+did (see common.Tally), cross-checked against one grep per category (check_signatures).
+The hand-made `legacy/` files are not touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from . import apache, haproxy, nginx
+from .common import Tally, check_signatures, count_lines, make_pki, write_truth
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+# One crude signature per category in Apache 2.4 + OpenSSL 3 wording: (regex, category).
+APACHE_SIGNATURES = {
+    "plain_http_on_tls_port": r"AH01996: SSL handshake failed: HTTP spoken on HTTPS port",
+    "client_rejected_cert": r"SSL Library Error: .*alert unknown ca",
+    "no_shared_cipher": r"SSL Library Error: .*no shared cipher",
+    "protocol_mismatch": r"SSL Library Error: .*unsupported protocol",
+    "client_cert_missing": r"SSL Library Error: .*peer did not return a certificate",
+    "client_cert_invalid": r"AH02276: Certificate Verification: Error",
+    "handshake_eof_or_reset": r"AH02006: SSL handshake stopped",
+    "handshake_timeout": r"AH01382: Request handshake read timeout",
+    "backend_unavailable": r"AH01114: HTTP: failed to make connection to backend",
+    "backend_timeout": r"AH01102: error reading status line",
+}
+APACHE_STARTUP_SIGNATURES = {
+    "key_cert_mismatch": r"AH02565: Certificate and private key .* do not match",
+    "passphrase_failure": r"AH02580: Init: Pass phrase incorrect",
+    "cert_file_unreadable": r"AH02562: Failed to configure certificate .*\n.*Permission denied",
+    "mutex_permission_denied": r"\(13\)Permission denied: AH00023: Couldn't create the ssl-cache mutex",
+    "session_cache_error": r"AH01874: Could not initialize session cache",
+}
+
+# httpd 2.2's error_log layout (no module, no pid/tid, errno before the client) on 2.4 messages
+ERRORLOGFORMAT_22 = r"[%t] [%l] %E: [client\ %a] %M"
+
+
+def _apache_truths(out: Path, t: Tally, *, access: bool) -> None:
+    expected = {name: (APACHE_SIGNATURES[name], n) for name, n in t.events.items()}
+    check_signatures(out / "error.log", expected)
+    write_truth(out / "error.log", events=t.events)
+    if not access:
+        (out / "access.log").unlink()
+        (out / "other_vhosts_access.log").unlink()
+        (out / "ssl_request.log").unlink()
+        return
+    requests = sum(t.status.values())
+    for name in ("access.log", "other_vhosts_access.log"):
+        if count_lines(out / name) != requests:
+            raise RuntimeError(f"{out / name}: {count_lines(out / name)} lines, driver made {requests} requests")
+        write_truth(out / name, status=t.status)
+    # ssl_request_log has no status field; requests without TLS (plain HTTP) show "-"
+    check_signatures(out / "ssl_request.log", {
+        p: (rf"^\[[^]]+\] \S+ {p} ", n) for p, n in t.protocols.items()
+    } | {"no TLS": (r"^\[[^]]+\] \S+ - - ", t.events["plain_http_on_tls_port"])})
+    write_truth(out / "ssl_request.log", protocols=t.protocols)
+
+
+def build_apache(work: Path, pki) -> None:
+    runs = (("apache24-event", "event", None, True), ("apache24-prefork", "prefork", None, False),
+            ("apache24-errorlogformat22", "event", ERRORLOGFORMAT_22, False))
+    for name, mpm, fmt, access in runs:
+        out = DATA / name
+        shutil.rmtree(out, ignore_errors=True)
+        t = apache.run_main(out, work, pki, mpm=mpm, error_log_format=fmt)
+        _apache_truths(out, t, access=access)
+        print(f"{name}: {dict(t.events)} status {dict(t.status)} protocols {dict(t.protocols)}")
+    out = DATA / "apache24-startup"
+    shutil.rmtree(out, ignore_errors=True)
+    t = apache.run_startup_failures(out, work, pki)
+    check_signatures(out / "error_startup.log", {k: (APACHE_STARTUP_SIGNATURES[k], n) for k, n in t.events.items()})
+    check_signatures(out / "error_startup.log", {"AH00016/AH00020": (r"AH000(16|20): Configuration Failed",
+                                                                     sum(t.events.values()))})
+    write_truth(out / "error_startup.log", events=t.events)
+    print(f"apache24-startup: {dict(t.events)}")
+
+
+BUILDERS = {"apache": build_apache, "nginx": lambda w, p: nginx.build(DATA, w, p),
+            "haproxy": lambda w, p: haproxy.build(DATA, w, p)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.corpus.build", description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=",".join(BUILDERS), help="comma-separated: " + ", ".join(BUILDERS))
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, keys) for inspection")
+    args = ap.parse_args(argv)
+    wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+    unknown = sorted(set(wanted) - set(BUILDERS))
+    if unknown:
+        ap.error(f"unknown server(s) {', '.join(unknown)}: choose from {', '.join(BUILDERS)}")
+    work = Path(tempfile.mkdtemp(prefix="tlslog-corpus-"))
+    try:
+        pki = make_pki(work / "pki")
+        for w in wanted:
+            BUILDERS[w](work, pki)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
