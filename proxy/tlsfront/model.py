@@ -158,6 +158,26 @@ class VHost:
 
 
 @dataclass(frozen=True)
+class RandomSeed:
+    """One `random_seed` entry, mod_ssl's `SSLRandomSeed context source [bytes]`.
+
+    context: "startup" | "connect"; source: "builtin" | "file:/path" | "exec:/path".
+    """
+
+    context: str
+    source: str
+    bytes: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.source.split(":", 1)[0]
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.source.split(":", 1)[1]) if ":" in self.source else None
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     error_log: Path | None = None
     access_log: Path | None = None
@@ -170,6 +190,7 @@ class ServerSettings:
     group: str | None = None
     allow_root: bool = False
     shutdown_grace_seconds: float = 30.0
+    random_seed: tuple[RandomSeed, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,3 +208,6 @@ class Config:
     quirks: tuple[Quirk, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
+    # Non-fatal problems found by the loader (key readable by others, /dev/random...),
+    # rendered as text; `serve` logs them at start-up, `check` prints them.
+    warnings: tuple[str, ...] = ()
