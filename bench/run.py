@@ -29,6 +29,9 @@ from bench.scenarios import SCENARIOS, SCENARIOS_2_WORKERS, Scenario
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MIB = 1024 * 1024
+# what the options default to, for the full run and for --quick
+FULL = {"workers": "1,2", "reps": 3, "duration": 5.0, "warmup": 1.0, "log_lines": 2_000_000}
+QUICK = {"workers": "1", "reps": 1, "duration": 2.0, "warmup": 0.5, "log_lines": 200_000}
 
 
 def check_resumption(sc: Scenario, r: loadgen.WrkResult) -> str:
@@ -121,21 +124,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated scenarios (default all): {', '.join(every)}")
     p.add_argument("--fronts", default=",".join(fronts.FRONTS),
                    help=f"comma-separated fronts, in interleaving order (default {','.join(fronts.FRONTS)})")
-    p.add_argument("--workers", default="1,2", help="worker counts to run (default 1,2)")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--duration", type=float, default=5.0, help="seconds of measured load per trial (default 5)")
-    p.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load first (default 1)")
+    p.add_argument("--workers", default=None, help="worker counts to run (default 1,2; --quick: 1)")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick: 1)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds of measured load per trial (default 5; --quick: 2)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="seconds of unmeasured load first (default 1; --quick: 0.5)")
     p.add_argument("--quick", action="store_true",
-                   help="for iterating: 1 repetition, 2 s trials, workers=1, small log for logbench")
-    p.add_argument("--log-lines", type=int, default=2_000_000, help="lines of the synthetic log (logbench)")
+                   help="for iterating: 1 repetition, 2 s trials, workers=1, a 200,000-line log for logbench")
+    p.add_argument("--log-lines", type=int, default=None,
+                   help="lines of the synthetic log for logbench (default 2,000,000; --quick: 200,000)")
     p.add_argument("--out", type=Path, default=None, help="directory for results (default bench/results/<time>)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.reps, args.duration, args.warmup = 1, 2.0, 0.5
-        if "--workers" not in (argv or sys.argv):
-            args.workers = "1"
-        if "--log-lines" not in (argv or sys.argv):
-            args.log_lines = 200_000
+    defaults = QUICK if args.quick else FULL
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     args.fronts = [s.strip() for s in args.fronts.split(",") if s.strip()]
     args.workers = [int(w) for w in str(args.workers).split(",") if w.strip()]

@@ -1,0 +1,133 @@
+"""Smoke test of the bench harness: its pieces work, on real tools, in one tiny round.
+
+Asserts structure and protocol facts (full handshakes did not resume, resumed
+ones did), never speed. Runs in about 20 s.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import procs, report, run, synthlog
+from bench.scenarios import SCENARIOS
+
+REPO = Path(__file__).resolve().parents[2]
+NEEDED = ("nginx", "wrk", "gcc", "taskset", "hyperfine")
+
+
+def _missing() -> list[str]:
+    return [t for t in NEEDED if not (shutil.which(t) or Path(f"/usr/sbin/{t}").exists())]
+
+
+needs_tools = pytest.mark.skipif(
+    bool(_missing()), reason=f"LOUD SKIP: bench tools missing: {_missing()}; run `bash bench/install-tools.sh`"
+)
+
+
+def test_cpu_seconds_of_a_tree_count_a_busy_child():
+    # a parent that forks a child which burns CPU: the tree's delta must include the child's time
+    code = "import os,time\nif os.fork()==0:\n    t=time.process_time()\n    while time.process_time()-t<0.3: pass\n    time.sleep(5)\nelse:\n    time.sleep(5)\n"
+    p = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        before = procs.sample(p.pid)
+        time.sleep(0.8)
+        after = procs.sample(p.pid)
+        assert len(after.per_pid) == 2, after.per_pid
+        assert procs.cpu_delta(before, after) > 0.1
+        worker, total = procs.tree_rss(p.pid)
+        assert 0 < worker <= total
+    finally:
+        procs.stop(p)
+    assert p.poll() is not None
+
+
+def test_free_port_is_bindable():
+    import socket
+    port = procs.free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_synthetic_log_has_about_ten_percent_tls_lines(tmp_path):
+    log = synthlog.generate(tmp_path / "e.log", lines=20_000, seed=1)
+    lines = log.read_text().splitlines()
+    assert len(lines) == 20_000 or len(lines) == 20_001  # a 2-line event may end past the count
+    tls = sum(1 for l in lines if any(p in l for p in synthlog.GREP_SIX.split("|")) or "AH02007" in l)
+    assert 0.08 < tls / len(lines) < 0.12
+    assert all(l.startswith("[") and "] [" in l for l in lines[:100])
+
+
+def test_bad_options_are_refused_with_the_valid_choices(capsys):
+    with pytest.raises(SystemExit):
+        run.parse_args(["--only", "keepalive,nonsense"])
+    err = capsys.readouterr().err
+    assert "nonsense" in err and "keepalive" in err and "full-rsa" in err
+
+
+@needs_tools
+def test_one_tiny_round(tmp_path):
+    out = tmp_path / "results"
+    argv = [sys.executable, "-m", "bench.run", "--quick", "--only", "keepalive,full-ecdsa,resumed",
+            "--fronts", "nginx,twisted", "--duration", "1", "--warmup", "0", "--out", str(out)]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((out / "results.json").read_text())
+    assert data["machine"]["versions"]["nginx"]
+    trials = data["trials"]
+    assert {(t["scenario"], t["front"]) for t in trials} == {
+        (s, f) for s in ("keepalive", "full-ecdsa", "resumed") for f in ("nginx", "twisted")
+    }
+    for t in trials:
+        assert "error" not in t, t
+        assert t["requests"] > 0 and t["cpu_seconds"] > 0 and t["rss_worker_mib"] > 1
+        assert t["p50_ms"] <= t["p99_ms"]
+    by = {(t["scenario"], t["front"]): t for t in trials}
+    for front in ("nginx", "twisted"):
+        # the server-side proof: the shim stopped every resumption, plain wrk resumed
+        assert by[("full-ecdsa", front)]["resumed"] == 0
+        assert by[("full-ecdsa", front)]["full"] == by[("full-ecdsa", front)]["requests"]
+        assert by[("resumed", front)]["resumption_check"].startswith("ok")
+        assert by[("keepalive", front)]["resumption_check"] == "n/a"
+    md = (out / "results.md").read_text()
+    assert "| 1 | keepalive | twisted |" in md and "| 1 | full-ecdsa | nginx |" in md
+    # the ratio table is about the last front given when tlsfront is not in the run
+    assert "twisted/nginx CPU per unit" in md
+
+
+@needs_tools
+def test_logbench_tiny(tmp_path):
+    from bench import logbench
+    lb = logbench.run(tmp_path / "r", lines=5_000, quick=True)
+    assert set(lb["median_seconds"]) >= {"cat", "grep -c literal", "grep -cE six", "zcat | grep -c"}
+    assert lb["preflight"]["grep -cE six"]["exit"] == 0
+    # the timed commands really read the generated log: grep's count is the file's count
+    log = next((tmp_path / "logbench").glob("apache-error-5000-v*[0-9].log"))
+    expected = sum(synthlog.GREP_LITERAL in line for line in log.read_text().splitlines())
+    assert expected > 0
+    assert int(lb["preflight"]["grep -c literal"]["stdout_head"]) == expected
+    assert int(lb["preflight"]["zcat | grep -c"]["stdout_head"]) == expected
+    assert "mtail" in lb["skipped"]
+    assert "| ratio | value |" in logbench.table(lb)
+
+
+def test_ratio_table_from_made_up_trials():
+    def t(front, scenario, cpu_us, p99):
+        return {"front": front, "scenario": scenario, "workers": 1, "requests_per_second": 1.0, "p50_ms": 1.0,
+                "p99_ms": p99, "cpu_per_unit_us": cpu_us, "units_per_cpu_second": 1e6 / cpu_us,
+                "rss_worker_mib": 10.0, "rss_total_mib": 10.0, "cpu_seconds": 1.0, "units": 1.0,
+                "resumption_check": "n/a", "errors": {"connect": 0}}
+    trials = [t("nginx", "keepalive", 20, 2.0), t("haproxy", "keepalive", 25, 2.0),
+              t("tlsfront", "keepalive", 100, 5.0), t("tlsfront", "keepalive", 60, 4.0), t("tlsfront", "keepalive", 80, 9.0)]
+    summary = report.summarize(trials)
+    assert summary[(1, "keepalive", "tlsfront")]["cpu_per_unit_us"] == 80  # the median of three
+    table = report.ratio_table(summary)
+    # 80/20 = 4.00 times nginx's CPU; issue ratio 20/80 = 0.25 meets the 0.25 target; p99 median 5 / 2
+    assert "| 1 | keepalive | 4.00 | 3.20 | 0.25 | >= 0.25 | yes | 2.50 |" in table
+    assert SCENARIOS["keepalive"].target_vs_nginx == 0.25
