@@ -2,10 +2,13 @@
 
 Why Lua and not wrk's text: `done(summary, latency)` gives exact counts and
 percentiles in microseconds, with no unit parsing. Handshake scenarios also
-count the front's `X-TLS-Resumed` response header per response (nginx
-`$ssl_session_reused` "r"/".", HAProxy `ssl_fc_is_resumed` "1"/"0"; the Twisted
-baseline uses "1"/"0"), which is the server-side proof that full-handshake runs
-did not resume and resumed runs did.
+count the `X-TLS-Resumed` response header per response, the server-side proof
+that full-handshake runs did not resume and resumed runs did:
+- nginx: `$ssl_session_reused` ("r" / ".");
+- HAProxy: `ssl_fc_is_resumed` ("1" / "0");
+- the Twisted baseline: SSL_session_reused ("1" / "0");
+- tlsfront: the backend echoes the X-SSL-Session-Reused request header tlsfront
+  sends it (mod_ssl's SSL_SESSION_RESUMED: "Resumed" / "Initial").
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ end
 
 # only in handshake scenarios: a Lua call per response costs wrk (CPU 1), not the front
 _COUNT_RESUMED = r"""
-local yes = { r = true, ["1"] = true }
-local no = { ["."] = true, ["0"] = true }
+local yes = { r = true, ["1"] = true, Resumed = true }
+local no = { ["."] = true, ["0"] = true, Initial = true }
 function response(status, headers, body)
   local v
   for k, val in pairs(headers) do
