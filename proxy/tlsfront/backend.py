@@ -1,0 +1,286 @@
+"""Backend connections: a keep-alive pool, round robin, mark-down, connect timeout.
+
+Theory of operation
+-------------------
+`Pool` owns every connection to every backend (keyed by `host:port`, shared by
+the vhosts that name the same backend) and the mark-down state. `Upstream` is
+one vhost's view: its backends in round-robin order.
+
+A request asks `Upstream.connect(sink)`. The upstream picks the next backend
+that is not marked down (all of them when every one is down, as nginx does),
+and the pool hands over an idle connection (most recently used first, the one
+least likely to have been closed by the backend's keep-alive timer) or opens
+a new one with the connect timeout. The answer comes back on the `sink` (the
+frontend protocol, see `Sink`):
+
+- `backend_connected(conn, backend, reused)`,
+- or `backend_failed(backend, kind, detail)` with kind `refused` / `timeout`
+  / `error`, after the refusing backends were marked down and the next ones
+  tried: a refused connection means nothing was sent, so another backend may
+  take the request (issue 2).
+
+A `BackendConnection` carries one exchange at a time (no pipelining towards
+backends: legacy servers are bad at it). It parses the response with
+`http1.ResponseReader` and passes events to its sink: `backend_head(resp)`,
+`backend_body(data)`, `backend_end()`, or `backend_lost(reason, started)` if
+the connection dies first. After `backend_end` the sink gives the connection
+back with `release(reusable)`.
+
+Idle connections close after `backend_idle_seconds` (model.Timeouts).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol as _TypingProtocol
+
+from twisted.internet import error as _neterror
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.python.failure import Failure
+
+from . import http1
+from .model import Backend, Timeouts
+
+DOWN_SECONDS = 10.0  # how long a refusing backend is skipped (nginx's fail_timeout default)
+MAX_IDLE_PER_BACKEND = 128
+
+
+class Sink(_TypingProtocol):  # pragma: no cover - documentation of the callbacks
+    def backend_connected(self, conn: "BackendConnection", backend: Backend, reused: bool) -> None: ...
+    def backend_failed(self, backend: Backend, kind: str, detail: str) -> None: ...
+    def backend_head(self, response: http1.Response) -> None: ...
+    def backend_body(self, data: bytes) -> None: ...
+    def backend_end(self) -> None: ...
+    def backend_lost(self, reason: Failure, started: bool) -> None: ...
+
+
+class BackendConnection(Protocol):
+    """One TCP connection to a backend."""
+
+    def __init__(self, pool: "Pool", backend: Backend) -> None:
+        self.pool = pool
+        self.backend = backend
+        self.reader = http1.ResponseReader()
+        self.sink = None
+        self.reusable = True
+        self.requests = 0
+        self.idle_call = None
+        self.connected_sink = None  # who waits for connectionMade
+        self.lost = False
+        self._head_request = False
+
+    # -- Twisted ----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        sink, self.connected_sink = self.connected_sink, None
+        if sink is not None:
+            sink._pool_connected(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:
+            # The backend spoke while idle (an early 408 before closing, say):
+            # this connection cannot be trusted for another request.
+            self.reusable = False
+            self.transport.abortConnection()
+            return
+        try:
+            events = self.reader.feed(data)
+        except http1.ProtocolError as exc:
+            self.sink = None
+            self.reusable = False
+            self.transport.abortConnection()
+            sink.backend_failed(self.backend, "bad_response", exc.detail)
+            return
+        for event in events:
+            if type(event) is bytes:
+                sink.backend_body(event)
+            elif event is http1.END:
+                self.sink = None
+                sink.backend_end()
+                return  # nothing may follow an answer (no pipelining)
+            else:
+                if not event.keep_alive or event.until_close or self._head_request:
+                    self.reusable = False
+                sink.backend_head(event)
+            if self.sink is not sink:  # the sink gave up (client gone): stop
+                return
+
+    def connectionLost(self, reason: Failure = _neterror.ConnectionDone()) -> None:
+        self.lost = True
+        self.reusable = False
+        if self.idle_call is not None and self.idle_call.active():
+            self.idle_call.cancel()
+        self.idle_call = None
+        self.pool._forget(self)
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.backend_lost(reason, self.reader.started)
+
+    # -- used by the frontend ------------------------------------------------
+
+    def send_head(self, sink, method: bytes, head: bytes) -> None:
+        """Start an exchange: `head` is the serialised request head."""
+        self.sink = sink
+        self.requests += 1
+        self._head_request = method == b"HEAD"
+        self.reader.expect(method)
+        self.transport.write(head)
+
+    def detach(self) -> None:
+        """The sink gives up the exchange (client gone, timeout): close, never reuse."""
+        self.sink = None
+        self.reusable = False
+        if not self.lost:
+            self.transport.abortConnection()
+
+    def release(self, reusable: bool = True) -> None:
+        """Give the connection back after `backend_end` (or close it)."""
+        self.sink = None
+        if reusable and self.reusable and not self.lost:
+            self.pool._put_idle(self)
+        elif not self.lost:
+            self.reusable = False
+            self.transport.loseConnection()
+
+
+class _ConnectFactory(ClientFactory):
+    noisy = False
+
+    def __init__(self, pool: "Pool", backend: Backend, sink) -> None:
+        self.pool = pool
+        self.backend = backend
+        self.sink = sink
+
+    def buildProtocol(self, addr):
+        conn = BackendConnection(self.pool, self.backend)
+        conn.factory = self
+        conn.connected_sink = self
+        return conn
+
+    def _pool_connected(self, conn: BackendConnection) -> None:
+        self.pool._all.add(conn)
+        self.sink.backend_connected(conn, self.backend, False)
+
+    def clientConnectionFailed(self, connector, reason: Failure) -> None:
+        self.pool._connect_failed(self.backend, self.sink, reason)
+
+
+class Pool:
+    """All backend connections of one worker process."""
+
+    def __init__(self, reactor, timeouts: Timeouts, *, down_seconds: float = DOWN_SECONDS,
+                 on_down=None, on_up=None) -> None:
+        self.reactor = reactor
+        self.timeouts = timeouts
+        self.down_seconds = down_seconds
+        self.idle: dict[Backend, list[BackendConnection]] = {}
+        self.down_until: dict[Backend, float] = {}
+        self._all: set[BackendConnection] = set()
+        self.on_down = on_down  # callable(backend, seconds) for the error log / metrics
+        self.on_up = on_up
+        self.opened_total = 0
+        self.reused_total = 0
+
+    def is_down(self, backend: Backend, now: float) -> bool:
+        until = self.down_until.get(backend)
+        if until is None:
+            return False
+        if now >= until:
+            del self.down_until[backend]
+            if self.on_up is not None:
+                self.on_up(backend)
+            return False
+        return True
+
+    def mark_down(self, backend: Backend) -> None:
+        self.down_until[backend] = self.reactor.seconds() + self.down_seconds
+        if self.on_down is not None:
+            self.on_down(backend, self.down_seconds)
+
+    def get(self, backend: Backend, sink) -> None:
+        """An idle connection to `backend` now, or a new one when it connects."""
+        idle = self.idle.get(backend)
+        while idle:
+            conn = idle.pop()
+            if conn.lost:
+                continue
+            if conn.idle_call is not None and conn.idle_call.active():
+                conn.idle_call.cancel()
+            conn.idle_call = None
+            conn.transport.resumeProducing()
+            self.reused_total += 1
+            sink.backend_connected(conn, backend, True)
+            return
+        self.opened_total += 1
+        self.reactor.connectTCP(backend.host, backend.port, _ConnectFactory(self, backend, sink),
+                                timeout=self.timeouts.backend_connect_seconds)
+
+    def _connect_failed(self, backend: Backend, sink, reason: Failure) -> None:
+        if reason.check(_neterror.TimeoutError):
+            self.mark_down(backend)
+            sink.backend_failed(backend, "timeout", f"connect timed out after {self.timeouts.backend_connect_seconds:g}s")
+            return
+        kind = "refused" if reason.check(_neterror.ConnectionRefusedError) else "error"
+        self.mark_down(backend)
+        sink.backend_failed(backend, kind, reason.getErrorMessage())
+
+    def _put_idle(self, conn: BackendConnection) -> None:
+        idle = self.idle.setdefault(conn.backend, [])
+        if len(idle) >= MAX_IDLE_PER_BACKEND:
+            conn.reusable = False
+            conn.transport.loseConnection()
+            return
+        idle.append(conn)
+        conn.idle_call = self.reactor.callLater(self.timeouts.backend_idle_seconds, self._idle_expired, conn)
+
+    def _idle_expired(self, conn: BackendConnection) -> None:
+        conn.idle_call = None
+        conn.reusable = False
+        conn.transport.loseConnection()
+
+    def _forget(self, conn: BackendConnection) -> None:
+        self._all.discard(conn)
+        idle = self.idle.get(conn.backend)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def idle_count(self, backend: Backend | None = None) -> int:
+        if backend is not None:
+            return len(self.idle.get(backend, ()))
+        return sum(len(v) for v in self.idle.values())
+
+    def close_idle(self) -> None:
+        """Close every idle connection (graceful shutdown)."""
+        for idle in list(self.idle.values()):
+            for conn in list(idle):
+                conn.reusable = False
+                conn.transport.loseConnection()
+        self.idle.clear()
+
+
+class Upstream:
+    """One vhost's backends, round robin, skipping those marked down."""
+
+    def __init__(self, pool: Pool, backends: tuple[Backend, ...], label: str = "") -> None:
+        if not backends:
+            raise ValueError(f"vhost {label}: no backends")
+        self.pool = pool
+        self.backends = backends
+        self.label = label
+        self._next = 0
+
+    def order(self) -> list[Backend]:
+        """The backends to try for one request, best first."""
+        n = len(self.backends)
+        start = self._next
+        self._next = (start + 1) % n
+        if n == 1:
+            return [self.backends[0]]
+        ring = [self.backends[(start + i) % n] for i in range(n)]
+        now = self.pool.reactor.seconds()
+        up = [b for b in ring if not self.pool.is_down(b, now)]
+        return up or ring
+
+    def down_count(self) -> int:
+        now = self.pool.reactor.seconds()
+        return sum(1 for b in self.backends if self.pool.is_down(b, now))

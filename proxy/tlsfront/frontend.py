@@ -1,0 +1,790 @@
+"""The client side of the proxy: one `FrontendProtocol` per client connection.
+
+Theory of operation
+-------------------
+Bytes from the client go through `http1.RequestReader`; each request is
+forwarded to a backend connection from `backend.Pool`, and the response comes
+back through `backend_*` callbacks (this protocol is the backend's sink).
+
+One exchange at a time per connection. Pipelined requests wait: the events
+already parsed are queued (`_queued`), raw bytes that still arrive while the
+client is paused are kept (`_backlog`); both are bounded by one transport read.
+
+Flow control both ways, so bodies of any size stream through in constant
+memory: while the backend cannot take the upload fast enough, its transport
+pauses the *client's* transport (`_Pump` registered as the backend
+transport's producer); while the client reads the download slowly, the
+client's transport pauses the backend's. `_Gate` keeps the reasons a transport
+is paused for, so that one reason ending does not resume another's pause.
+
+Framing: the request goes to the backend as HTTP/1.1 with the client's
+Content-Length, or chunked when the client sent chunks. The response goes to
+the client with the backend's Content-Length when it gave one; otherwise
+chunked for HTTP/1.1 clients, and delimited by closing for HTTP/1.0 ones (or
+when the `downgrade-1.0` quirk applies).
+
+Deadlines of our own (model.Timeouts), one timer per connection, reset at
+state changes and not by every byte (issue 11: twisted.web's idle timeout is
+reset by every byte, so slowloris survives it): handshake, request head,
+body idle, response head (backend), keep-alive idle.
+
+All I/O goes through `self.transport` and `env.reactor`: tests drive this
+class with StringTransport and MemoryReactorClock.
+"""
+
+from __future__ import annotations
+
+import time
+
+from OpenSSL import SSL
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from . import headers as _headers
+from . import http1, shutdown, tlsfacts
+from .backend import Pool, Upstream
+from .model import Limits, Timeouts, VHost
+from .quirks import NONE as _NO_QUIRKS
+from .quirks import QuirkRules
+
+# Bodies of the errors the proxy answers itself: short and plain (issue 2).
+ERROR_BODIES: dict[int, bytes] = {
+    400: b"Bad Request: the request is not valid HTTP/1.1.\n",
+    408: b"Request Timeout: the request was not received in time.\n",
+    413: b"Content Too Large: the request body exceeds the configured limit.\n",
+    414: b"URI Too Long.\n",
+    417: b"Expectation Failed: only 'Expect: 100-continue' is supported.\n",
+    421: b"Misdirected Request: no virtual host serves this name here.\n",
+    431: b"Request Header Fields Too Large.\n",
+    405: b"Method Not Allowed by this reverse proxy.\n",
+    501: b"Not Implemented.\n",
+    502: b"Bad Gateway: the backend could not be reached or answered badly.\n",
+    504: b"Gateway Timeout: the backend did not answer in time.\n",
+    505: b"HTTP Version Not Supported.\n",
+}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+ACCURATE_SHUTDOWN_WAIT_SECONDS = 5.0  # ssl-accurate-shutdown: how long the peer's close_notify is awaited
+
+
+class Hooks:
+    """What the data path reports. serve.py builds one per process.
+
+    `error(key, client, **fields)` -> error log (logformat.MESSAGES keys);
+    `access(...)`, `ssl_request(...)` -> access log and ssl_request_log;
+    `event(name, *args)` -> the metrics object's method `name`, if it has one.
+    Writers are callables taking a str line; None means "not logged".
+    """
+
+    def __init__(self, error_write=None, access_write=None, ssl_write=None, metrics=None,
+                 level: str = "info", clock=time.time) -> None:
+        from .logformat import LEVEL_RANK, MESSAGES, ErrorLogFormatter
+        self._error_write = error_write
+        self._access_write = access_write
+        self._ssl_write = ssl_write
+        self.metrics = metrics
+        self.clock = clock
+        self._formatter = ErrorLogFormatter()
+        limit = LEVEL_RANK.get(level, LEVEL_RANK["info"])
+        self._enabled = {k for k, m in MESSAGES.items() if LEVEL_RANK[m.level] <= limit}
+
+    def error_enabled(self, key: str) -> bool:
+        return self._error_write is not None and key in self._enabled
+
+    def error(self, key: str, client=None, **fields) -> None:
+        if self._error_write is not None and key in self._enabled:
+            self._error_write(self._formatter.format(key, self.clock(), client, **fields))
+
+    def access(self, vhost: str, client_ip: str, request_line: str, status: int, bytes_out: int,
+               referer: bytes | None, user_agent: bytes | None, quirks: tuple[str, ...]) -> None:
+        if self._access_write is not None:
+            from .logformat import access_line
+            self._access_write(access_line(
+                vhost, client_ip, self.clock(), request_line, status, bytes_out,
+                referer.decode("latin-1") if referer else None,
+                user_agent.decode("latin-1") if user_agent else None, quirks))
+
+    def ssl_request(self, client_ip: str, facts, request_line: str, body_bytes: int,
+                    handshake_seconds: float) -> None:
+        if self._ssl_write is not None:
+            from .logformat import ssl_request_line
+            self._ssl_write(ssl_request_line(
+                self.clock(), client_ip, facts.protocol, facts.cipher, request_line, body_bytes,
+                handshake_seconds, facts.reused))
+
+    def event(self, name: str, *args) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            method = getattr(metrics, name, None)
+            if method is not None:
+                method(*args)
+
+
+class Site:
+    """One vhost as the data path needs it, built once at startup."""
+
+    __slots__ = ("vhost", "label", "upstream", "proto", "trusted", "tls_headers", "client_cert")
+
+    def __init__(self, vhost: VHost, upstream: Upstream) -> None:
+        self.vhost = vhost
+        self.label = vhost.label
+        self.upstream = upstream
+        self.proto = b"https" if vhost.is_tls else b"http"
+        self.trusted = frozenset(vhost.forwarding.trusted_proxies)
+        self.tls_headers = vhost.is_tls and vhost.forwarding.tls_headers
+        self.client_cert = vhost.forwarding.client_cert_header
+
+
+class Env:
+    """What every connection of a process shares."""
+
+    def __init__(self, reactor, pool: Pool, hooks: Hooks | None = None,
+                 timeouts: Timeouts | None = None, limits: Limits | None = None,
+                 quirks: QuirkRules | None = None) -> None:
+        self.reactor = reactor
+        self.pool = pool
+        self.hooks = hooks or Hooks()
+        self.timeouts = timeouts or Timeouts()
+        lim = limits or Limits()
+        self.reader_limits = http1.ReaderLimits(lim.max_header_count, lim.max_header_bytes,
+                                                lim.max_body_bytes)
+        self.quirks = quirks or QuirkRules()
+        self.connections = 0
+        self.active: set = set()  # FrontendProtocols, for a graceful stop
+        self.draining = False
+
+
+class _Gate:
+    """Pauses a transport while at least one reason holds."""
+
+    __slots__ = ("transport", "reasons")
+
+    def __init__(self, transport) -> None:
+        self.transport = transport
+        self.reasons: set[str] = set()
+
+    def pause(self, reason: str) -> None:
+        if not self.reasons:
+            self.transport.pauseProducing()
+        self.reasons.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason in self.reasons:
+            self.reasons.discard(reason)
+            if not self.reasons:
+                self.transport.resumeProducing()
+
+
+@implementer(IPushProducer)
+class _Pump:
+    """Registered as producer on the receiving transport; pauses the sending one."""
+
+    __slots__ = ("gate", "reason")
+
+    def __init__(self, gate: _Gate, reason: str) -> None:
+        self.gate = gate
+        self.reason = reason
+
+    def pauseProducing(self) -> None:
+        self.gate.pause(self.reason)
+
+    def resumeProducing(self) -> None:
+        self.gate.resume(self.reason)
+
+    def stopProducing(self) -> None:
+        pass  # connection loss is handled by the protocols themselves
+
+
+@implementer(IHandshakeListener)
+class FrontendProtocol(Protocol):
+    """One client connection (plain or inside TLSMemoryBIOProtocol)."""
+
+    def __init__(self, env: Env, resolve, tls: bool) -> None:
+        self.env = env
+        self.resolve = resolve  # (local_ip, local_port, host) -> Site | None
+        self.tls = tls
+        self.reader = http1.RequestReader(env.reader_limits)
+        self._timer = None
+        self._timer_kind = ""
+        self._queued: list = []
+        self._backlog: list[bytes] = []
+        self._busy = False  # between a request's head and its response's end
+        self._closing = False
+        self._tls_headers: list | None = None
+        self._facts = None
+        self._connected_at = 0.0
+        self._handshake_seconds = 0.0
+        self._handshake_done = False
+        self._hs_timed_out = False
+        self.requests = 0
+        self._reset_exchange()
+
+    def _reset_exchange(self) -> None:
+        self.req: http1.Request | None = None
+        self.site: Site | None = None
+        self.quirks = _NO_QUIRKS
+        self.conn = None
+        self.backend = None
+        self._order: list = []
+        self._head: bytes = b""
+        self._body_buffer: list[bytes] = []
+        self._req_done = False
+        self._resp: http1.Response | None = None
+        self._resp_head_sent = False
+        self._out_chunked = False
+        self._keep = False
+        self._bytes_out = 0
+        self._bytes_in = 0
+        self._body_out = 0
+        self._status = 0
+        self._upload_registered = False
+        self._download_registered = False
+        self._retries = 0
+        self._reused = False
+
+    # -- connection life ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        env = self.env
+        self._gate = _Gate(self.transport)
+        self._upload_pump = _Pump(self._gate, "upload")
+        host = self.transport.getHost()
+        peer = self.transport.getPeer()
+        self.local_ip = host.host
+        self.local_port = host.port
+        self.peer = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
+        self._peer_ip = self.peer[0].encode("ascii")
+        self._local_port_bytes = b"%d" % host.port
+        self._connected_at = env.reactor.seconds()
+        self._default_site = self.resolve(self.local_ip, self.local_port, None)
+        env.connections += 1
+        env.active.add(self)
+        label = self._default_site.label if self._default_site else "-"
+        env.hooks.event("connection_opened", label)
+        if self.tls:
+            self._set_timer(env.timeouts.client_handshake_seconds, "handshake")
+        else:
+            self._set_timer(env.timeouts.client_header_seconds, "header")
+
+    def handshakeCompleted(self) -> None:
+        self._handshake_done = True
+        self._handshake_seconds = self.env.reactor.seconds() - self._connected_at
+        conn = self.transport.getHandle()
+        self._facts = facts = tlsfacts.facts_from(conn)
+        site = self._default_site
+        label = site.label if site else "-"
+        hooks = self.env.hooks
+        hooks.event("handshake_ok", label, facts.protocol, facts.cipher, facts.reused, self._handshake_seconds)
+        if hooks.error_enabled("handshake_done"):
+            hooks.error("handshake_done", self.peer, vhost=label, protocol=facts.protocol,
+                        cipher=facts.cipher, resumed="yes" if facts.reused else "no",
+                        seconds=f"{self._handshake_seconds:.6f}")
+        if self._timer_kind == "handshake":
+            self._set_timer(self.env.timeouts.client_header_seconds, "header")
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._closing = True
+        self._cancel_timer()
+        env = self.env
+        env.connections -= 1
+        env.active.discard(self)
+        label = self._default_site.label if self._default_site else "-"
+        if self.tls and not self._handshake_done:
+            self._log_handshake_failure(reason, label)
+        conn = self.conn
+        if conn is not None:
+            self._unregister_upload()
+            conn.detach()
+            self.conn = None
+        self.req = None
+        env.hooks.event("connection_closed", label)
+
+    def _log_handshake_failure(self, reason: Failure | None, label: str) -> None:
+        if self._hs_timed_out:
+            return  # logged when the deadline fired
+        from . import tlserrors
+        verify_error = None
+        if reason is not None and reason.check(SSL.Error):
+            try:
+                from .tlsctx import client_verify_result
+                verify_error = client_verify_result(self.transport.getHandle())[1]
+            except Exception:  # noqa: BLE001 - the log line must not break the data path
+                verify_error = None
+        failure = tlserrors.classify(reason, verify_error) if reason is not None else tlserrors.eof()
+        hooks = self.env.hooks
+        hooks.error(failure.log_key, self.peer, vhost=label, **failure.log_fields())
+        hooks.event("handshake_failed", label, failure)
+
+    # -- timers --------------------------------------------------------------------
+
+    def _set_timer(self, seconds: float, kind: str) -> None:
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.reset(seconds)
+        else:
+            self._timer = self.env.reactor.callLater(seconds, self._timeout)
+        self._timer_kind = kind
+
+    def _cancel_timer(self) -> None:
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._timer = None
+        self._timer_kind = ""
+
+    def _timeout(self) -> None:
+        kind = self._timer_kind
+        self._timer = None
+        self._timer_kind = ""
+        env = self.env
+        label = self._default_site.label if self._default_site else "-"
+        if kind == "handshake":
+            env.hooks.error("handshake_timeout", self.peer, vhost=label,
+                            seconds=f"{env.timeouts.client_handshake_seconds:g}")
+            from . import tlserrors
+            env.hooks.event("handshake_failed", label, tlserrors.timeout(env.timeouts.client_handshake_seconds))
+            self._hs_timed_out = True
+            self.transport.abortConnection()
+        elif kind == "header":
+            if self.reader.in_message:
+                env.hooks.error("client_header_timeout", self.peer, vhost=label,
+                                seconds=f"{env.timeouts.client_header_seconds:g}")
+                self._answer_and_close(408)
+            else:
+                self.transport.abortConnection()
+        elif kind == "keepalive":
+            self._close()
+        elif kind == "body":
+            env.hooks.error("bad_request", self.peer, vhost=label, status=408,
+                            problem=f"no request body byte for {env.timeouts.client_body_idle_seconds:g}s")
+            if self.conn is not None:
+                self.conn.detach()
+                self.conn = None
+            self._answer_and_close(408)
+        elif kind == "response":
+            self._backend_timeout("response headers", env.timeouts.backend_response_header_seconds)
+
+    # -- client bytes -------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._busy and self._req_done or self._queued:
+            self._backlog.append(data)
+            return
+        if self._timer_kind == "keepalive":
+            self._set_timer(self.env.timeouts.client_header_seconds, "header")
+        try:
+            events = self.reader.feed(data)
+        except http1.ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        if events:
+            self._handle(events)
+
+    def _handle(self, events: list) -> None:
+        for i, event in enumerate(events):
+            if self._closing:
+                return
+            if type(event) is bytes:
+                self._request_body(event)
+            elif event is http1.END:
+                self._request_end()
+                if i + 1 < len(events):
+                    self._queued = events[i + 1:]
+                    return
+            else:
+                self._start_request(event)
+
+    def _protocol_error(self, exc: http1.ProtocolError) -> None:
+        label = (self.site or self._default_site).label if (self.site or self._default_site) else "-"
+        self.env.hooks.error("bad_request", self.peer, vhost=label, problem=exc.detail, status=exc.status)
+        self.env.hooks.event("bad_request", label, exc.status)
+        if self.conn is not None:
+            self.conn.detach()
+            self.conn = None
+            if self._resp_head_sent:
+                self._close(abort=True)
+                return
+        self._answer_and_close(exc.status, request_line="-")
+
+    # -- request ---------------------------------------------------------------------
+
+    def _start_request(self, req: http1.Request) -> None:
+        env = self.env
+        self._busy = True
+        self.requests += 1
+        self.req = req
+        self._started_at = env.reactor.seconds()
+        if req.has_body:
+            self._set_timer(env.timeouts.client_body_idle_seconds, "body")
+        else:
+            self._cancel_timer()
+        site = self._default_site if self.tls else self.resolve(self.local_ip, self.local_port, req.host)
+        if site is None:
+            self._answer_and_close(421)
+            return
+        self.site = site
+        quirks_rules = env.quirks
+        if quirks_rules:
+            self.quirks = quirks_rules.for_request(req.headers, self.peer[0], req.target)
+        vhost = site.vhost
+        if vhost.redirect_to_https:
+            self._redirect(vhost)
+            return
+        if self._tls_headers is None:
+            if site.tls_headers and self._facts is not None:
+                self._tls_headers = tlsfacts.headers_for(self._facts, client_cert=site.client_cert)
+            else:
+                self._tls_headers = []
+        fwd = _headers.forward_request_headers(
+            req.headers, peer_ip=self._peer_ip, proto=site.proto, local_port=self._local_port_bytes,
+            trusted=self.peer[0] in site.trusted, extra=self._tls_headers,
+        )
+        if req.chunked:
+            fwd.append((b"Transfer-Encoding", b"chunked"))
+        elif req.content_length is not None:
+            fwd.append((b"Content-Length", b"%d" % req.content_length))
+        self._head = http1.request_head_bytes(req.method, req.target, fwd)
+        self._order = site.upstream.order()
+        self._gate.pause("connect")
+        self._next_backend()
+
+    def _redirect(self, vhost: VHost) -> None:
+        req = self.req
+        location = b"https://" + vhost.redirect_to_https.encode("idna") + req.target
+        extra = [(b"Location", location)]
+        body = b"Moved Permanently: " + location + b"\n"
+        self._keep = not req.has_body and req.keep_alive and self.quirks.keepalive
+        self._req_done = not req.has_body
+        self._write_simple(301, body, extra)
+
+    def _next_backend(self) -> None:
+        backend = self._order.pop(0)
+        self.backend = backend
+        self.env.pool.get(backend, self)
+
+    def _request_body(self, data: bytes) -> None:
+        self._bytes_in += len(data)
+        if self._timer_kind == "body":
+            self._timer.reset(self.env.timeouts.client_body_idle_seconds)
+        conn = self.conn
+        if conn is None:
+            if not self._status:  # not connected yet: keep (bounded: the client is paused)
+                self._body_buffer.append(data)
+            return  # already answered (error, redirect): the rest of the body is dropped
+        if self.req.chunked:
+            conn.transport.writeSequence(http1.chunk(data))
+        else:
+            conn.transport.write(data)
+
+    def _request_end(self) -> None:
+        self._req_done = True
+        self._gate.pause("exchange")
+        if self._timer_kind == "body":
+            self._cancel_timer()
+        conn = self.conn
+        if conn is not None:
+            if self.req.chunked:
+                conn.transport.write(http1.LAST_CHUNK)
+            self._unregister_upload()
+            if not self._resp_head_sent:
+                self._set_timer(self.env.timeouts.backend_response_header_seconds, "response")
+        elif self._status and self._resp is None and self._resp_head_sent and self._keep:
+            # The proxy answered by itself (redirect) before the body ended.
+            self._finish_exchange()
+
+    # -- backend callbacks (backend.Sink) -------------------------------------------------
+
+    def backend_connected(self, conn, backend, reused: bool) -> None:
+        if self.req is None or self._closing or self._status:
+            conn.release(True)
+            return
+        self.conn = conn
+        self._reused = reused
+        req = self.req
+        conn.send_head(self, req.method, self._head)
+        self.env.hooks.event("backend_request", self.site.label, str(self.backend))
+        transport = conn.transport
+        if req.expect_continue and not self._body_buffer and not self._req_done:
+            self.transport.write(_CONTINUE)
+        if self._body_buffer:
+            buffered, self._body_buffer = self._body_buffer, []
+            if req.chunked:
+                for data in buffered:
+                    transport.writeSequence(http1.chunk(data))
+            else:
+                transport.writeSequence(buffered)
+        if self._req_done:
+            if req.chunked:
+                transport.write(http1.LAST_CHUNK)
+            self._set_timer(self.env.timeouts.backend_response_header_seconds, "response")
+        else:
+            transport.registerProducer(self._upload_pump, True)
+            self._upload_registered = True
+        self._gate.resume("connect")
+
+    def backend_failed(self, backend, kind: str, detail: str) -> None:
+        site = self.site
+        label = site.label if site else "-"
+        hooks = self.env.hooks
+        if self.req is None or self._closing:
+            return
+        if kind == "refused" and self._order and self.conn is None and not self._resp_head_sent:
+            # Nothing was sent: the next backend may take the request (issue 2).
+            self.env.hooks.event("backend_error", label, str(backend), kind)
+            self._next_backend()
+            return
+        if self.conn is not None:
+            self._unregister_upload()
+            self.conn = None
+        hooks.event("backend_error", label, str(backend), kind)
+        if kind == "timeout":
+            hooks.error("backend_timeout", self.peer, backend=str(backend), vhost=label,
+                        seconds=f"{self.env.timeouts.backend_connect_seconds:g}", phase="connect", status=504)
+            self._answer_error(504)
+        else:
+            key = "backend_refused" if kind == "refused" else "backend_reset"
+            hooks.error(key, self.peer, backend=str(backend), vhost=label, detail=detail, status=502)
+            self._answer_error(502)
+
+    def _backend_timeout(self, phase: str, seconds: float) -> None:
+        site = self.site
+        label = site.label if site else "-"
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self._unregister_upload()
+            conn.detach()
+        self.env.hooks.event("backend_error", label, str(self.backend), "timeout")
+        self.env.hooks.error("backend_timeout", self.peer, backend=str(self.backend), vhost=label,
+                             seconds=f"{seconds:g}", phase=phase, status=504)
+        self._answer_error(504)
+
+    def backend_lost(self, reason: Failure, started: bool) -> None:
+        self.conn = None
+        self._unregister_upload()
+        if self.req is None or self._closing:
+            return
+        resp = self._resp
+        if resp is None:
+            req = self.req
+            if (self._reused and not started and self._retries < 2 and not req.has_body
+                    and req.method in _IDEMPOTENT):
+                # A kept-alive connection closed by the backend as we reused it
+                # (the keep-alive race, RFC 9112 9.3.1): retry on another one.
+                self._retries += 1
+                self.env.pool.get(self.backend, self)
+                return
+            label = self.site.label if self.site else "-"
+            self.env.hooks.event("backend_error", label, str(self.backend), "reset")
+            self.env.hooks.error("backend_reset", self.peer, backend=str(self.backend), vhost=label,
+                                 detail=reason.getErrorMessage() if reason else "connection lost", status=502)
+            self._answer_error(502)
+            return
+        if resp.until_close:
+            self.backend_end()
+            return
+        # Mid-body: the client cannot be told except by closing without the end.
+        label = self.site.label if self.site else "-"
+        self.env.hooks.error("backend_reset", self.peer, backend=str(self.backend), vhost=label,
+                             detail=f"connection lost after {self._body_out} body bytes: "
+                                    f"{reason.getErrorMessage() if reason else ''}", status=self._status)
+        self._log_access()
+        self._close(abort=True)
+
+    def backend_head(self, resp: http1.Response) -> None:
+        if self._timer_kind == "response":
+            self._cancel_timer()
+        self._resp = resp
+        req = self.req
+        quirks = self.quirks
+        out = _headers.forward_response_headers(resp.headers)
+        client_10 = req.version == b"1.0" or quirks.downgrade_1_0
+        keep = req.keep_alive and quirks.keepalive and self._req_done and not self._closing
+        if resp.no_body:
+            if resp.content_length is not None:
+                out.append((b"Content-Length", b"%d" % resp.content_length))
+        elif resp.content_length is not None:
+            out.append((b"Content-Length", b"%d" % resp.content_length))
+        elif not client_10:
+            out.append((b"Transfer-Encoding", b"chunked"))
+            self._out_chunked = True
+        else:
+            keep = False  # HTTP/1.0 without a length: the end is the close
+        if keep:
+            if req.version == b"1.0":
+                out.append((b"Connection", b"keep-alive"))
+        else:
+            out.append((b"Connection", b"close"))
+        self._keep = keep
+        self._status = resp.status
+        version = b"1.0" if quirks.force_response_1_0 else b"1.1"
+        head = http1.response_head_bytes(version, resp.status, resp.reason, out)
+        self._bytes_out += len(head)
+        self._resp_head_sent = True
+        transport = self.transport
+        transport.write(head)
+        if self.conn is not None:
+            self._backend_gate = _Gate(self.conn.transport)
+            transport.registerProducer(_Pump(self._backend_gate, "download"), True)
+            self._download_registered = True
+
+    def backend_body(self, data: bytes) -> None:
+        n = len(data)
+        self._body_out += n
+        if self._out_chunked:
+            self._bytes_out += n + 8
+            self.transport.writeSequence(http1.chunk(data))
+        else:
+            self._bytes_out += n
+            self.transport.write(data)
+
+    def backend_end(self) -> None:
+        if self._out_chunked:
+            self.transport.write(http1.LAST_CHUNK)
+            self._bytes_out += 5
+        conn, self.conn = self.conn, None
+        if self._download_registered:
+            self.transport.unregisterProducer()
+            self._download_registered = False
+            gate = self._backend_gate
+            if gate.reasons:
+                gate.reasons.clear()
+                gate.transport.resumeProducing()
+        if conn is not None:
+            self._unregister_upload(conn)
+            # A connection whose request was not sent whole cannot be reused.
+            conn.release(self._req_done)
+        if not self._req_done:
+            self._keep = False
+        self._log_access()
+        self._finish_exchange()
+
+    # -- answers of our own ----------------------------------------------------------------
+
+    def _answer_error(self, status: int) -> None:
+        if self._resp_head_sent:
+            self._log_access()
+            self._close(abort=True)
+            return
+        self._keep = False
+        self._write_simple(status, ERROR_BODIES.get(status, b"Error.\n"))
+
+    def _write_simple(self, status: int, body: bytes, extra=None) -> None:
+        data = http1.simple_response(status, body, close=not self._keep, extra=extra,
+                                     version=b"1.0" if self.quirks.force_response_1_0 else b"1.1")
+        self._status = status
+        self._bytes_out += len(data)
+        self._body_out += len(body)
+        self._resp_head_sent = True
+        self.transport.write(data)
+        self._log_access()
+        if self._keep and self._req_done:
+            self._finish_exchange()
+        elif not self._keep:
+            self._close()
+
+    def _answer_and_close(self, status: int, request_line: str | None = None) -> None:
+        """Answer `status` (no request could be forwarded) and close."""
+        self._keep = False
+        self._status = status
+        body = ERROR_BODIES.get(status, b"Error.\n")
+        data = http1.simple_response(status, body, close=True)
+        self._bytes_out += len(data)
+        self._resp_head_sent = True
+        self.transport.write(data)
+        self._log_access(request_line)
+        self._close()
+
+    # -- end of an exchange ----------------------------------------------------------------
+
+    def _log_access(self, request_line: str | None = None) -> None:
+        req = self.req
+        site = self.site or self._default_site
+        label = site.label if site else "-"
+        if request_line is None:
+            if req is not None:
+                request_line = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')} HTTP/{req.version.decode()}"
+            else:
+                request_line = "-"
+        hooks = self.env.hooks
+        ua = req.header(b"user-agent") if req is not None else None
+        referer = req.header(b"referer") if req is not None else None
+        hooks.access(label, self.peer[0], request_line, self._status, self._bytes_out, referer, ua,
+                     self.quirks.names)
+        if self.tls and self._facts is not None:
+            hooks.ssl_request(self.peer[0], self._facts, request_line, self._body_out, self._handshake_seconds)
+        hooks.event("request_done", label, self._status,
+                    self.env.reactor.seconds() - getattr(self, "_started_at", 0.0),
+                    self._bytes_in, self._bytes_out, self.quirks.names)
+
+    def _unregister_upload(self, conn=None) -> None:
+        if self._upload_registered:
+            conn = conn or self.conn
+            self._upload_registered = False
+            if conn is not None and not conn.lost:
+                conn.transport.unregisterProducer()
+            self._gate.resume("upload")
+
+    def drain(self) -> None:
+        """Graceful stop: close now if idle, else after the running exchange."""
+        if not self._busy:
+            self._close()
+
+    def _finish_exchange(self) -> None:
+        keep = self._keep and not self.env.draining
+        self._reset_exchange()
+        self._busy = False
+        if not keep:
+            self._close()
+            return
+        gate = self._gate
+        gate.resume("connect")
+        gate.resume("exchange")
+        self._set_timer(self.env.timeouts.client_keepalive_seconds, "keepalive")
+        queued, self._queued = self._queued, []
+        if queued:
+            self._set_timer(self.env.timeouts.client_header_seconds, "header")
+            self._handle(queued)
+        if self._backlog and not (self._busy and self._req_done) and not self._queued:
+            backlog, self._backlog = self._backlog, []
+            for data in backlog:
+                self.dataReceived(data)
+
+    def _close(self, abort: bool = False) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._cancel_timer()
+        transport = self.transport
+        if self._download_registered:
+            transport.unregisterProducer()
+            self._download_registered = False
+        if abort:
+            transport.abortConnection()
+            return
+        mode = self.quirks.shutdown
+        shutdown.close(transport, mode)
+        if mode == shutdown.ACCURATE:
+            self.env.reactor.callLater(ACCURATE_SHUTDOWN_WAIT_SECONDS, _abort_if_open, transport)
+
+
+def _abort_if_open(transport) -> None:
+    if getattr(transport, "connected", False) or not getattr(transport, "disconnected", True):
+        transport.abortConnection()
+
+
+class FrontendFactory(Factory):
+    """Builds FrontendProtocols; `resolve(local_ip, local_port, host) -> Site | None`."""
+
+    noisy = False
+
+    def __init__(self, env: Env, resolve, tls: bool) -> None:
+        self.env = env
+        self.resolve = resolve
+        self.tls = tls
+
+    def buildProtocol(self, addr):
+        proto = FrontendProtocol(self.env, self.resolve, self.tls)
+        proto.factory = self
+        return proto

@@ -1,0 +1,237 @@
+"""What answers on a listening socket: TLS (chosen by local address) or plain HTTP.
+
+Every listening socket gets one `ListenerFactory`. For each connection,
+`PortProtocol` looks at the local address the client connected to
+(`transport.getHost()`, also on a `0.0.0.0` socket) and asks the vhost table:
+
+- a TLS vhost owns that address: look at the first bytes before any TLS
+  (sniff.classify). A ClientHello (0x16 0x03) goes to the vhost's
+  `TLSMemoryBIOFactory` built on its own pyOpenSSL Context: the certificate is
+  chosen by the address alone, as mod_ssl did before SNI. Plain HTTP gets
+  Apache's `400 Bad Request` ("You're speaking plain HTTP to an SSL-enabled
+  server port") with the https:// URL, or a 301 to it when the vhost says
+  `plain_http_answer = "redirect"` (nginx's 497 behaviour). Anything else
+  (SSLv2 hellos, junk) is closed. All three are logged and counted.
+- plain vhosts own it: the connection is HTTP at once; each request picks
+  its vhost by Host (`VHostTable.plain_for`).
+
+The hand-over replaces `transport.protocol` (tcp.Connection reads it for every
+event), so after the first bytes there is no extra layer per read.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import quote
+
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+from . import http1, sniff, tlserrors
+from .backend import Upstream
+from .frontend import Env, FrontendFactory, Site
+from .logformat import escape_bytes
+from .model import VHost
+from .vhosts import VHostTable
+
+SNIFF_MAX_BYTES = 8192  # enough for any request line we would quote back
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerConnectionCreator:
+    """One vhost's Context as Twisted wants it (one Context: one session cache)."""
+
+    def __init__(self, context: SSL.Context) -> None:
+        self.context = context
+
+    def serverConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
+        return SSL.Connection(self.context, None)
+
+
+_SAFE_HOST = re.compile(rb"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+def https_url(vhost: VHost, data: bytes, local_port: int) -> str:
+    """The https:// URL a plain-HTTP request on a TLS port meant (for the 400 body / redirect).
+
+    The Host header is used only when it is a plain host[:port]; otherwise the
+    vhost's server_name. The path is percent-encoded: nothing the client sent
+    reaches the page unescaped.
+    """
+    host = vhost.server_name
+    port = local_port
+    m = re.search(rb"\r?\n[Hh][Oo][Ss][Tt][ \t]*:[ \t]*([^\r\n]*)", data)
+    if m:
+        value = m.group(1).strip()
+        if _SAFE_HOST.match(value):
+            text = value.decode("ascii")
+            if text.startswith("["):
+                host = text.split("]", 1)[0] + "]"
+            else:
+                host = text.split(":", 1)[0]
+    parts = data.split(b"\r\n", 1)[0].split(b" ")
+    path = parts[1] if len(parts) >= 2 and parts[1][:1] == b"/" else b"/"
+    path_text = quote(path.decode("latin-1"), safe="/?&=%:@!$'()*+,;~-._")
+    authority = host if port == 443 else f"{host}:{port}"
+    return f"https://{authority}{path_text}"
+
+
+def plain_http_400(url: str) -> bytes:
+    """Apache 2.4's answer to plain HTTP on an SSL port (ssl_engine_io.c + the 400 page)."""
+    u = html.escape(url, quote=True)
+    body = (
+        '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n'
+        "<html><head>\n<title>400 Bad Request</title>\n</head><body>\n"
+        "<h1>Bad Request</h1>\n"
+        "<p>Your browser sent a request that this server could not understand.<br />\n"
+        "Reason: You're speaking plain HTTP to an SSL-enabled server port.<br />\n"
+        " Instead use the HTTPS scheme to access this URL, please.<br />\n"
+        f'</p>\n<blockquote>Hint: <a href="{u}"><b>{u}</b></a></blockquote>\n'
+        "</body></html>\n"
+    ).encode("ascii", "xmlcharrefreplace")
+    return http1.simple_response(400, body, content_type=b"text/html; charset=iso-8859-1")
+
+
+def plain_http_redirect(url: str) -> bytes:
+    location = url.encode("ascii")
+    return http1.simple_response(301, b"Moved Permanently: " + location + b"\n",
+                                 extra=[(b"Location", location)])
+
+
+class PortProtocol(Protocol):
+    """The first protocol of every connection: picks TLS or plain, then steps aside."""
+
+    def __init__(self, listener: "ListenerFactory") -> None:
+        self.listener = listener
+        self._buf = b""
+        self._timer = None
+        self._vhost: VHost | None = None
+
+    def connectionMade(self) -> None:
+        listener = self.listener
+        host = self.transport.getHost()
+        self._local = (host.host, host.port)
+        vhost = listener.table.tls_for(host.host, host.port)
+        if vhost is None:
+            self._hand_over(listener.plain_factory, b"")
+            return
+        self._vhost = vhost
+        self._timer = listener.env.reactor.callLater(
+            listener.env.timeouts.client_handshake_seconds, self._timeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        kind = sniff.classify(buf)
+        if kind is sniff.Kind.TLS:
+            self._cancel()
+            self._hand_over(self.listener.tls_factories[self._vhost.index], buf)
+        elif kind is sniff.Kind.HTTP:
+            # Wait for the request head (or enough of it) to quote the URL back.
+            if b"\r\n\r\n" in buf or b"\n\n" in buf or len(buf) >= SNIFF_MAX_BYTES:
+                self._cancel()
+                self._plain_http(buf)
+            else:
+                self._buf = buf
+        elif kind is sniff.Kind.NEED_MORE:
+            self._buf = buf
+        else:
+            self._cancel()
+            self._not_tls(buf)
+
+    def connectionLost(self, reason=None) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _hand_over(self, factory, data: bytes) -> None:
+        transport = self.transport
+        peer = transport.getPeer()
+        proto = factory.buildProtocol(peer)
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        if data:
+            proto.dataReceived(data)
+
+    def _peer(self):
+        p = self.transport.getPeer()
+        return (getattr(p, "host", "?"), getattr(p, "port", 0))
+
+    def _plain_http(self, buf: bytes) -> None:
+        vhost = self._vhost
+        hooks = self.listener.env.hooks
+        url = https_url(vhost, buf, self._local[1])
+        hooks.error("plain_http", self._peer(), vhost=vhost.label, request_line=sniff.request_line(buf))
+        hooks.event("handshake_failed", vhost.label, tlserrors.plain_http())
+        if vhost.plain_http_answer == "redirect":
+            response = plain_http_redirect(url)
+            status = 301
+        else:
+            response = plain_http_400(url)
+            status = 400
+        hooks.access(vhost.label, self._peer()[0], sniff.request_line(buf), status, len(response),
+                     None, None, ())
+        self.transport.write(response)
+        self.transport.loseConnection()
+
+    def _not_tls(self, buf: bytes) -> None:
+        vhost = self._vhost
+        hooks = self.listener.env.hooks
+        hooks.error("not_tls", self._peer(), vhost=vhost.label, first_bytes=escape_bytes(buf[:16]))
+        hooks.event("handshake_failed", vhost.label, tlserrors.not_tls())
+        self.transport.loseConnection()
+
+    def _timeout(self) -> None:
+        self._timer = None
+        vhost = self._vhost
+        hooks = self.listener.env.hooks
+        seconds = self.listener.env.timeouts.client_handshake_seconds
+        hooks.error("handshake_timeout", self._peer(), vhost=vhost.label, seconds=f"{seconds:g}")
+        hooks.event("handshake_failed", vhost.label, tlserrors.timeout(seconds))
+        self.transport.abortConnection()
+
+
+class ListenerFactory(Factory):
+    """The factory of one listening socket (any mix of the vhosts bound to it)."""
+
+    noisy = False
+
+    def __init__(self, env: Env, table: VHostTable, sites: dict[int, Site],
+                 contexts: dict[int, SSL.Context]) -> None:
+        self.env = env
+        self.table = table
+        self.sites = sites
+        self.plain_factory = FrontendFactory(env, self._plain_site, tls=False)
+        self.tls_factories: dict[int, TLSMemoryBIOFactory] = {}
+        for index, site in sites.items():
+            if site.vhost.is_tls:
+                ctx = contexts[index]
+                self.tls_factories[index] = TLSMemoryBIOFactory(
+                    ServerConnectionCreator(ctx), False,
+                    FrontendFactory(env, _fixed(site), tls=True), clock=env.reactor)
+
+    def _plain_site(self, local_ip: str, local_port: int, host: bytes | None) -> Site | None:
+        vhost = self.table.plain_for(local_ip, local_port, host)
+        return self.sites.get(vhost.index) if vhost is not None else None
+
+    def buildProtocol(self, addr):
+        proto = PortProtocol(self)
+        proto.factory = self
+        return proto
+
+
+def _fixed(site: Site):
+    def resolve(local_ip: str, local_port: int, host: bytes | None) -> Site:
+        return site
+    return resolve
+
+
+def build_sites(env: Env, vhosts) -> dict[int, Site]:
+    """One Site (with its Upstream) per vhost, keyed by vhost.index."""
+    return {v.index: Site(v, Upstream(env.pool, v.backends, v.label)) for v in vhosts}

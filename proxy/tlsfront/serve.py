@@ -1,0 +1,302 @@
+"""`tlsfront serve`: bind, build the TLS contexts, then run the reactor.
+
+Order matters for the process model (issue 6): every listening socket is a
+plain `socket` bound here *before* `twisted.internet.reactor` is imported;
+the reactor then adopts the file descriptors (`adoptStreamPort`). A master can
+thus bind and build Contexts once, fork workers, and each worker adopts the
+same fds with its own reactor (importing the reactor before fork() would share
+one epoll instance between the workers).
+
+For now tlsfront runs one process: `server.workers` is read but not acted on.
+
+Signals: SIGTERM/SIGINT stop accepting, let running exchanges finish (up to
+`server.shutdown_grace_seconds`), then exit; SIGUSR1 reopens the log files
+(logrotate's postrotate).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .model import Address, Config
+
+LISTEN_BACKLOG = 1024
+
+
+class BindError(Exception):
+    """A listening socket could not be opened; the message explains and gives the fix."""
+
+
+@dataclass
+class Bound:
+    address: Address
+    sock: socket.socket
+
+    @property
+    def family(self) -> int:
+        return self.sock.family
+
+
+def bind(address: Address) -> socket.socket:
+    """A non-blocking listening socket for `address` ("*" is every IPv4 address)."""
+    host = "0.0.0.0" if address.is_wildcard else address.host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, address.port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_all(addresses: list[Address]) -> list[Bound]:
+    """Bind every address or none (closing those already bound); BindError explains."""
+    bound: list[Bound] = []
+    for address in addresses:
+        try:
+            bound.append(Bound(address, bind(address)))
+        except OSError as exc:
+            for b in bound:
+                b.sock.close()
+            try:
+                from .errors import explain_bind_error
+                message = explain_bind_error(address, exc)
+            except ImportError:  # pragma: no cover
+                message = f"cannot listen on {address}: {exc}"
+            raise BindError(message) from None
+    return bound
+
+
+class LogFile:
+    """An append-only log file, reopened on SIGUSR1 (stand-in until logfiles lands)."""
+
+    def __init__(self, path: Path | None, also_stderr: bool = False) -> None:
+        self.path = path
+        self.also_stderr = also_stderr
+        self._f = None
+        self.open()
+
+    def open(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self._f = os.fdopen(fd, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
+
+    def reopen(self) -> None:
+        old = self._f
+        self.open()
+        if old is not None:
+            old.close()
+
+    def write(self, line: str) -> None:
+        if self._f is not None:
+            self._f.write(line)
+        if self.also_stderr:
+            sys.stderr.write(line)
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._f is not None or self.also_stderr
+
+
+class Server:
+    """One process's proxy: listeners, pool, hooks. The reactor is injected."""
+
+    def __init__(self, reactor, config: Config, contexts: dict, bound: list[Bound], *,
+                 hooks=None, metrics=None) -> None:
+        from .backend import Pool
+        from .frontend import Env, Hooks
+        from .listeners import ListenerFactory, build_sites
+        from .quirks import QuirkRules
+        from .vhosts import VHostTable
+
+        self.reactor = reactor
+        self.config = config
+        self.bound = bound
+        self.metrics = metrics
+        self.hooks = hooks or Hooks(metrics=metrics)
+        self.table = VHostTable(config.vhosts)
+        self.pool = Pool(reactor, config.timeouts, on_down=self._backend_down, on_up=self._backend_up)
+        self.env = Env(reactor, self.pool, self.hooks, config.timeouts, config.limits,
+                       QuirkRules(config.quirks))
+        self.sites = build_sites(self.env, config.vhosts)
+        self.factory = ListenerFactory(self.env, self.table, self.sites, contexts)
+        self.ports: list = []
+        self._stopping = False
+
+    def _vhosts_of(self, backend):
+        return [v for v in self.config.vhosts if backend in v.backends]
+
+    def _backend_down(self, backend, seconds: float) -> None:
+        for v in self._vhosts_of(backend):
+            self.hooks.error("backend_down", None, backend=str(backend), vhost=v.label, seconds=f"{seconds:g}")
+            self.hooks.event("backend_up", v.label, str(backend), False)
+
+    def _backend_up(self, backend) -> None:
+        for v in self._vhosts_of(backend):
+            self.hooks.error("backend_up", None, backend=str(backend), vhost=v.label)
+            self.hooks.event("backend_up", v.label, str(backend), True)
+
+    def start(self) -> None:
+        for b in self.bound:
+            port = self.reactor.adoptStreamPort(b.sock.fileno(), b.family, self.factory)
+            self.ports.append(port)
+            b.sock.close()  # the reactor holds its own duplicate of the fd
+            vhosts = [v for v in self.config.vhosts if v.listen == b.address
+                      or (b.address.is_wildcard and v.listen.port == b.address.port)]
+            for v in vhosts:
+                self.hooks.error("listening", None, address=str(v.listen),
+                                 scheme="https" if v.is_tls else "http", vhost=v.label)
+
+    def graceful_stop(self, signame: str = "SIGTERM"):
+        """Stop accepting; finish running exchanges; resolve when all are done (or grace ends)."""
+        from twisted.internet import defer
+
+        if self._stopping:
+            return defer.succeed(None)
+        self._stopping = True
+        grace = self.config.server.shutdown_grace_seconds
+        self.hooks.error("shutdown_begin", None, signal=signame, grace_seconds=f"{grace:g}")
+        for port in self.ports:
+            port.stopListening()
+        self.env.draining = True
+        for proto in list(self.env.active):
+            proto.drain()
+        self.pool.close_idle()
+        done = defer.Deferred()
+        deadline = self.reactor.seconds() + grace
+
+        def poll() -> None:
+            if not self.env.active or self.reactor.seconds() >= deadline:
+                for proto in list(self.env.active):
+                    proto.transport.abortConnection()
+                self.hooks.error("shutdown_done", None)
+                done.callback(None)
+            else:
+                self.reactor.callLater(0.05, poll)
+
+        poll()
+        return done
+
+
+def _open_logs(config: Config, stderr: bool):
+    s = config.server
+    error_log = LogFile(s.error_log, also_stderr=stderr or s.log_stderr)
+    access_log = LogFile(s.access_log)
+    ssl_log = LogFile(s.ssl_request_log)
+    return error_log, access_log, ssl_log
+
+
+def _versions() -> str:
+    import OpenSSL
+    import twisted
+    from cryptography.hazmat.backends.openssl.backend import backend
+    return (f"Python/{sys.version.split()[0]} Twisted/{twisted.__version__} "
+            f"pyOpenSSL/{OpenSSL.__version__} {backend.openssl_version_text()}")
+
+
+def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None) -> int:
+    """Bind, build contexts, serve until SIGTERM. Returns the exit code.
+
+    `extra_setup(reactor, server)` runs once the server is built (demo.py starts its
+    backend there); `announce(server)` runs once listening.
+    """
+    from .vhosts import VHostTable
+
+    table = VHostTable(config.vhosts)
+    try:
+        bound = bind_all(table.bind_addresses())
+    except BindError as exc:
+        print(f"tlsfront: {exc}", file=sys.stderr)
+        return 1
+    try:
+        from . import tlsctx
+        contexts = tlsctx.build_contexts(config)
+    except Exception as exc:  # ConfigErrors: one paragraph per problem, no traceback
+        for b in bound:
+            b.sock.close()
+        print(f"tlsfront: {exc}", file=sys.stderr)
+        return 1
+
+    from twisted.internet import reactor  # only now: see the module docstring
+
+    error_log, access_log, ssl_log = _open_logs(config, stderr)
+    metrics = None
+    try:
+        from .metrics import Metrics
+        metrics = Metrics(config.vhosts)
+    except Exception:  # noqa: BLE001 - metrics are optional for serving
+        metrics = None
+    from .frontend import Hooks
+
+    hooks = Hooks(error_log.write if error_log.enabled else None,
+                  access_log.write if access_log.enabled else None,
+                  ssl_log.write if ssl_log.enabled else None,
+                  metrics=metrics, level=config.server.log_level)
+    server = Server(reactor, config, contexts, bound, hooks=hooks, metrics=metrics)
+    if extra_setup is not None:
+        extra_setup(reactor, server)
+    server.start()
+    pid_file = config.server.pid_file
+    if pid_file is not None:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{os.getpid()}\n")
+    hooks.error("startup", None, version=_tlsfront_version(), versions=_versions())
+
+    def on_term(signum, frame) -> None:
+        name = signal.Signals(signum).name
+        reactor.callFromThread(_stop, name)
+
+    def _stop(name: str) -> None:
+        d = server.graceful_stop(name)
+        d.addBoth(lambda _: reactor.stop())
+
+    def on_usr1(signum, frame) -> None:
+        def reopen() -> None:
+            for log in (error_log, access_log, ssl_log):
+                log.reopen()
+            hooks.error("logs_reopened", None)
+        reactor.callFromThread(reopen)
+
+    def install() -> None:
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGUSR1, on_usr1)
+        if announce is not None:
+            announce(server)
+
+    reactor.callWhenRunning(install)
+    reactor.run()
+    for log in (error_log, access_log, ssl_log):
+        log.close()
+    if pid_file is not None:
+        try:
+            pid_file.unlink()
+        except OSError:
+            pass
+    return 0
+
+
+def _tlsfront_version() -> str:
+    from . import __version__
+    return __version__
+
+
+def main(config: Config, args) -> int:
+    """Entry point from `tlsfront serve -c FILE [--stderr]` (cli.py)."""
+    return run(config, stderr=bool(getattr(args, "stderr", False)))
+

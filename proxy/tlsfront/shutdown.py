@@ -1,0 +1,41 @@
+"""How a TLS connection is closed: mod_ssl's three shutdown modes.
+
+httpd's `modules/ssl/ssl_engine_io.c` (ssl_filter_io_shutdown) sets OpenSSL's
+shutdown flags before SSL_shutdown():
+
+| mode       | quirk                   | flags set before closing     | on the wire                         |
+|------------|-------------------------|------------------------------|-------------------------------------|
+| standard   | (default)               | RECEIVED_SHUTDOWN            | close_notify sent, FIN at once      |
+| unclean    | ssl-unclean-shutdown    | SENT_SHUTDOWN | RECEIVED     | no close_notify, FIN at once        |
+| accurate   | ssl-accurate-shutdown   | none                         | close_notify sent, peer's awaited   |
+
+Twisted's `TLSMemoryBIOProtocol.loseConnection()` alone is the accurate mode
+and waits for the peer without a deadline, so `close()` returns the time
+after which the caller must `abortConnection()` (see frontend).
+"""
+
+from __future__ import annotations
+
+from OpenSSL import SSL
+
+STANDARD = "standard"
+UNCLEAN = "unclean"
+ACCURATE = "accurate"
+
+FLAGS: dict[str, int] = {
+    STANDARD: SSL.RECEIVED_SHUTDOWN,
+    UNCLEAN: SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN,
+    ACCURATE: 0,
+}
+
+
+def close(transport, mode: str = STANDARD) -> None:
+    """Close `transport` (TLS or plain) after its pending data, in shutdown `mode`."""
+    get_handle = getattr(transport, "getHandle", None)
+    if get_handle is not None:
+        conn = get_handle()
+        if isinstance(conn, SSL.Connection):
+            flags = FLAGS[mode]
+            if flags:
+                conn.set_shutdown(conn.get_shutdown() | flags)
+    transport.loseConnection()
