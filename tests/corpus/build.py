@@ -15,11 +15,12 @@ import json
 import shutil
 import sys
 import tempfile
+import uuid
 from collections import Counter
 from pathlib import Path
 
 from . import apache, haproxy, nginx
-from .common import Tally, check_signatures, count_lines, make_pki, write_truth
+from .common import Tally, chown_tree, check_signatures, count_lines, make_pki, retrying, write_truth
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -74,9 +75,14 @@ def build_apache(work: Path, pki) -> None:
             ("apache24-errorlogformat22", "event", ERRORLOGFORMAT_22, False))
     for name, mpm, fmt, access in runs:
         out = DATA / name
-        shutil.rmtree(out, ignore_errors=True)
-        t = apache.run_main(out, work, pki, mpm=mpm, error_log_format=fmt)
-        _apache_truths(out, t, access=access)
+
+        def once(out=out, mpm=mpm, fmt=fmt, access=access, name=name) -> Tally:
+            shutil.rmtree(out, ignore_errors=True)
+            t = apache.run_main(out, work / f"{name}-{uuid.uuid4().hex[:6]}", pki, mpm=mpm, error_log_format=fmt)
+            _apache_truths(out, t, access=access)
+            return t
+
+        t = retrying(once)
         print(f"{name}: {dict(t.events)} status {dict(t.status)} protocols {dict(t.protocols)}")
     out = DATA / "apache24-startup"
     shutil.rmtree(out, ignore_errors=True)
@@ -88,8 +94,9 @@ def build_apache(work: Path, pki) -> None:
     print(f"apache24-startup: {dict(t.events)}")
 
 
-BUILDERS = {"apache": build_apache, "nginx": lambda w, p: nginx.build(DATA, w, p),
-            "haproxy": lambda w, p: haproxy.build(DATA, w, p)}
+BUILDERS = {"apache": build_apache,
+            "nginx": lambda w, p: retrying(lambda: nginx.build(DATA, w / f"n-{uuid.uuid4().hex[:6]}", p)),
+            "haproxy": lambda w, p: retrying(lambda: haproxy.build(DATA, w / f"h-{uuid.uuid4().hex[:6]}", p))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="tlslog-corpus-"))
     try:
         pki = make_pki(work / "pki")
+        chown_tree(work)  # the servers run as www-data and read the keys
         for w in wanted:
             BUILDERS[w](work, pki)
     finally:

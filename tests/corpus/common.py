@@ -18,6 +18,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -339,6 +340,23 @@ def write_truth(log: Path, *, events: Counter | None = None, status: Counter | N
     return truth
 
 
+class LogDisagrees(RuntimeError):
+    """The server's log does not show what the driver did (a lost alert, a race): run again."""
+
+
+def retrying(build_once, attempts: int = 3):
+    """Run `build_once()` until its logs agree with its driver (a few races are real:
+    e.g. a client's alert lost when its close turns into a RST); give up after `attempts`."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return build_once()
+        except LogDisagrees as e:
+            if attempt == attempts:
+                raise
+            print(f"attempt {attempt}: {e}; running again", file=sys.stderr)
+    return None
+
+
 def check_signatures(log: Path, expected: dict[str, tuple[str, int]]) -> None:
     """Refuse a truth the log contradicts: each regex must match exactly the expected number of lines."""
     text = log.read_text(errors="replace")
@@ -348,7 +366,7 @@ def check_signatures(log: Path, expected: dict[str, tuple[str, int]]) -> None:
         if got != want:
             bad.append(f"{name}: /{pattern}/ matched {got} lines, the driver triggered {want}")
     if bad:
-        raise RuntimeError(f"{log}: the log disagrees with the driver:\n  " + "\n  ".join(bad))
+        raise LogDisagrees(f"{log}: the log disagrees with the driver:\n  " + "\n  ".join(bad))
 
 
 def run_bg(cmd: list[str], *, user: str | None = RUN_USER, **kw) -> subprocess.Popen:
