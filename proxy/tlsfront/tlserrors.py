@@ -127,9 +127,10 @@ REASON_TABLE: dict[str, str] = {
 }
 
 # "sslv3 alert bad certificate" (1.x), "ssl/tls alert bad certificate" (3.x),
+# "tls alert bad certificate" (OpenSSL 4),
 # "tlsv1 alert unknown ca", "tlsv13 alert certificate required",
 # "tlsv1 unrecognized name" (no "alert" word for a few TLS 1.0+ alerts).
-_ALERT_RE = re.compile(r"^(?:sslv3|tlsv1|tlsv13|ssl/tls)(?: alert)? (?P<name>[a-z0-9 ]+)$")
+_ALERT_RE = re.compile(r"^(?:sslv3|tlsv1|tlsv13|ssl/tls|tls)(?: alert)? (?P<name>[a-z0-9 ]+)$")
 _ALERT_ALIASES = {"unknown ca": "unknown_ca", "certificate required": "certificate_required"}
 
 _LOG_KEY = {
