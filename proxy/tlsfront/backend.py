@@ -193,8 +193,9 @@ class Pool:
         return True
 
     def mark_down(self, backend: Backend) -> None:
+        already = backend in self.down_until
         self.down_until[backend] = self.reactor.seconds() + self.down_seconds
-        if self.on_down is not None:
+        if self.on_down is not None and not already:
             self.on_down(backend, self.down_seconds)
 
     def get(self, backend: Backend, sink) -> None:
@@ -270,16 +271,29 @@ class Upstream:
         self._next = 0
 
     def order(self) -> list[Backend]:
-        """The backends to try for one request, best first."""
-        n = len(self.backends)
-        start = self._next
-        self._next = (start + 1) % n
+        """The backends to try for one request, best first.
+
+        The ring advances past the backend chosen, so the live backends
+        alternate even when a dead one sits between them.
+        """
+        backends = self.backends
+        n = len(backends)
         if n == 1:
-            return [self.backends[0]]
-        ring = [self.backends[(start + i) % n] for i in range(n)]
+            return [backends[0]]
+        start = self._next
+        ring = [(start + i) % n for i in range(n)]
         now = self.pool.reactor.seconds()
-        up = [b for b in ring if not self.pool.is_down(b, now)]
-        return up or ring
+        up = [i for i in ring if not self.pool.is_down(backends[i], now)]
+        chosen = up or ring
+        self._next = (chosen[0] + 1) % n
+        return [backends[i] for i in chosen] + ([backends[i] for i in ring if i not in up] if up else [])
+
+    def advance_past(self, backend: Backend) -> None:
+        """A request moved on to `backend` (the one before refused): the ring follows."""
+        try:
+            self._next = (self.backends.index(backend) + 1) % len(self.backends)
+        except ValueError:
+            pass
 
     def down_count(self) -> int:
         now = self.pool.reactor.seconds()

@@ -7,8 +7,10 @@ Routes (any method):
 - `/close/N`    the same, HTTP/1.0-style: no length, the end is the close;
 - `/slow/S`     answers after S seconds (for 504 tests);
 - anything else: `200 text/plain`: the request line, then each header line as
-  received, then `body-bytes: N` and `body-sha256: HEX` of the request body
-  (streamed: the body is never held in memory).
+  received, then `backend: IP:PORT` (which backend answered),
+  `connection-requests: N` (requests seen on this TCP connection: keep-alive
+  reuse), `body-bytes: N` and `body-sha256: HEX` of the request body (streamed:
+  the body is never held in memory).
 
 Keep-alive and chunked request bodies are supported. It reuses tlsfront's own
 sans-IO parser (http1.RequestReader), so it is small and strict; run it alone
@@ -171,7 +173,10 @@ class EchoProtocol(Protocol):
         req = self.req
         lines = [b"%s %s HTTP/%s" % (req.method, req.target, req.version)]
         lines += [n + b": " + v for n, v in req.headers]
-        lines += [b"body-bytes: %d" % self.body_bytes,
+        host = self.transport.getHost()
+        lines += [b"backend: %s:%d" % (host.host.encode(), host.port),
+                  b"connection-requests: %d" % self.requests_seen,
+                  b"body-bytes: %d" % self.body_bytes,
                   b"body-sha256: " + self.hash.hexdigest().encode()]
         body = b"\n".join(lines) + b"\n"
         self._head(200, [(b"Content-Type", b"text/plain; charset=utf-8"),

@@ -125,7 +125,8 @@ class Hooks:
 class Site:
     """One vhost as the data path needs it, built once at startup."""
 
-    __slots__ = ("vhost", "label", "upstream", "proto", "trusted", "tls_headers", "client_cert")
+    __slots__ = ("vhost", "label", "upstream", "proto", "trusted", "tls_headers", "client_cert",
+                 "host_header")
 
     def __init__(self, vhost: VHost, upstream: Upstream) -> None:
         self.vhost = vhost
@@ -135,6 +136,10 @@ class Site:
         self.trusted = frozenset(vhost.forwarding.trusted_proxies)
         self.tls_headers = vhost.is_tls and vhost.forwarding.tls_headers
         self.client_cert = vhost.forwarding.client_cert_header
+        default_port = 443 if vhost.is_tls else 80
+        port = vhost.listen.port
+        self.host_header = (vhost.server_name if port == default_port
+                            else f"{vhost.server_name}:{port}").encode("idna")
 
 
 class Env:
@@ -440,6 +445,7 @@ class FrontendProtocol(Protocol):
         fwd = _headers.forward_request_headers(
             req.headers, peer_ip=self._peer_ip, proto=site.proto, local_port=self._local_port_bytes,
             trusted=self.peer[0] in site.trusted, extra=self._tls_headers,
+            default_host=site.host_header,
         )
         if req.chunked:
             fwd.append((b"Transfer-Encoding", b"chunked"))
@@ -534,6 +540,7 @@ class FrontendProtocol(Protocol):
             # Nothing was sent: the next backend may take the request (issue 2).
             self.env.hooks.event("backend_error", label, str(backend), kind)
             self._next_backend()
+            site.upstream.advance_past(self.backend)
             return
         if self.conn is not None:
             self._unregister_upload()

@@ -63,11 +63,14 @@ def is_tls_fact_name(lname: bytes) -> bool:
 
 def forward_request_headers(headers: list[Header], *, peer_ip: bytes, proto: bytes,
                             local_port: bytes, trusted: bool,
-                            extra: Iterable[Header], host: bytes | None = None) -> list[Header]:
+                            extra: Iterable[Header], host: bytes | None = None,
+                            default_host: bytes = b"") -> list[Header]:
     """The request's fields as the backend must see them (without framing).
 
     `extra`: the TLS facts (tlsfacts.headers_for) appended after the client's fields.
     `host`: the Host value when the request target was absolute-form.
+    `default_host`: the Host to send when the client sent none (HTTP/1.0):
+    the backend gets HTTP/1.1, which requires one (RFC 9112 3.2).
     """
     out: list[Header] = []
     connection_named: set[bytes] | None = None
@@ -90,7 +93,10 @@ def forward_request_headers(headers: list[Header], *, peer_ip: bytes, proto: byt
         out.append((name, value))
     if connection_named:
         out = [(n, v) for n, v in out if n.lower() not in connection_named]
-    host_value = host if host is not None else next((v for n, v in out if n.lower() == b"host"), b"")
+    host_value = host if host is not None else next((v for n, v in out if n.lower() == b"host"), None)
+    if host_value is None:
+        host_value = default_host
+        out.insert(0, (b"Host", default_host))
     if trusted and incoming:
         xff = incoming.get(b"x-forwarded-for")
         out.append((b"X-Forwarded-For", xff + b", " + peer_ip if xff else peer_ip))

@@ -317,6 +317,11 @@ class RequestReader:
                 if not authority or b"@" in authority:
                     self._raise(400, f"invalid absolute request target {target[:100]!r}")
                 target = path
+                if self._host_count > 1:
+                    self._raise(400, "several Host header fields (RFC 9112 3.2)")
+                # The authority wins over Host; the backend gets origin-form + this Host.
+                self._headers = [(n, v) for n, v in self._headers if n.lower() != b"host"]
+                self._headers.insert(0, (b"Host", authority))
                 self._host, self._host_count = authority, 1
             else:
                 self._raise(400, f"invalid request target {target[:100]!r}")

@@ -34,7 +34,6 @@ from zope.interface import implementer
 from . import http1, sniff, tlserrors
 from .backend import Upstream
 from .frontend import Env, FrontendFactory, Site
-from .logformat import escape_bytes
 from .model import VHost
 from .vhosts import VHostTable
 
@@ -183,7 +182,7 @@ class PortProtocol(Protocol):
     def _not_tls(self, buf: bytes) -> None:
         vhost = self._vhost
         hooks = self.listener.env.hooks
-        hooks.error("not_tls", self._peer(), vhost=vhost.label, first_bytes=escape_bytes(buf[:16]))
+        hooks.error("not_tls", self._peer(), vhost=vhost.label, first_bytes=buf[:16].decode("latin-1"))
         hooks.event("handshake_failed", vhost.label, tlserrors.not_tls())
         self.transport.loseConnection()
 
