@@ -34,8 +34,6 @@ class with StringTransport and MemoryReactorClock.
 
 from __future__ import annotations
 
-import time
-
 from OpenSSL import SSL
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -70,56 +68,50 @@ ACCURATE_SHUTDOWN_WAIT_SECONDS = 5.0  # ssl-accurate-shutdown: how long the peer
 
 
 class Hooks:
-    """What the data path reports. serve.py builds one per process.
+    """What the data path reports, to the logs (logfiles.Logs) and the metrics (metrics.Metrics).
 
     `error(key, client, **fields)` -> error log (logformat.MESSAGES keys);
     `access(...)`, `ssl_request(...)` -> access log and ssl_request_log;
-    `event(name, *args)` -> the metrics object's method `name`, if it has one.
-    Writers are callables taking a str line; None means "not logged".
+    `event(name, *args)` -> the metrics object's method `name`, if it has one
+    (connection_opened/closed, handshake_ok/failed, request_done,
+    backend_request, backend_error, backend_up).
+    Either may be None: nothing is logged or counted.
     """
 
-    def __init__(self, error_write=None, access_write=None, ssl_write=None, metrics=None,
-                 level: str = "info", clock=time.time) -> None:
-        from .logformat import LEVEL_RANK, MESSAGES, ErrorLogFormatter
-        self._error_write = error_write
-        self._access_write = access_write
-        self._ssl_write = ssl_write
+    def __init__(self, logs=None, metrics=None) -> None:
+        self.logs = logs
         self.metrics = metrics
-        self.clock = clock
-        self._formatter = ErrorLogFormatter()
-        limit = LEVEL_RANK.get(level, LEVEL_RANK["info"])
-        self._enabled = {k for k, m in MESSAGES.items() if LEVEL_RANK[m.level] <= limit}
+        self._methods: dict[str, object] = {}
 
     def error_enabled(self, key: str) -> bool:
-        return self._error_write is not None and key in self._enabled
+        return self.logs is not None and self.logs.enabled(key)
 
     def error(self, key: str, client=None, **fields) -> None:
-        if self._error_write is not None and key in self._enabled:
-            self._error_write(self._formatter.format(key, self.clock(), client, **fields))
+        if self.logs is not None:
+            self.logs.error(key, client, **fields)
 
     def access(self, vhost: str, client_ip: str, request_line: str, status: int, bytes_out: int,
                referer: bytes | None, user_agent: bytes | None, quirks: tuple[str, ...]) -> None:
-        if self._access_write is not None:
-            from .logformat import access_line
-            self._access_write(access_line(
-                vhost, client_ip, self.clock(), request_line, status, bytes_out,
-                referer.decode("latin-1") if referer else None,
-                user_agent.decode("latin-1") if user_agent else None, quirks))
+        if self.logs is not None:
+            self.logs.access(vhost, client_ip, request_line, status, bytes_out,
+                             referer.decode("latin-1") if referer else None,
+                             user_agent.decode("latin-1") if user_agent else None, quirks)
 
     def ssl_request(self, client_ip: str, facts, request_line: str, body_bytes: int,
                     handshake_seconds: float) -> None:
-        if self._ssl_write is not None:
-            from .logformat import ssl_request_line
-            self._ssl_write(ssl_request_line(
-                self.clock(), client_ip, facts.protocol, facts.cipher, request_line, body_bytes,
-                handshake_seconds, facts.reused))
+        if self.logs is not None:
+            self.logs.ssl_request(client_ip, facts.protocol, facts.cipher, request_line, body_bytes,
+                                  handshake_seconds, facts.reused)
 
     def event(self, name: str, *args) -> None:
-        metrics = self.metrics
-        if metrics is not None:
-            method = getattr(metrics, name, None)
-            if method is not None:
-                method(*args)
+        method = self._methods.get(name)
+        if method is None:
+            method = self._methods[name] = getattr(self.metrics, name, None) or _ignore
+        method(*args)
+
+
+def _ignore(*args) -> None:
+    pass
 
 
 class Site:

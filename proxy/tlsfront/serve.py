@@ -76,43 +76,6 @@ def bind_all(addresses: list[Address]) -> list[Bound]:
     return bound
 
 
-class LogFile:
-    """An append-only log file, reopened on SIGUSR1 (stand-in until logfiles lands)."""
-
-    def __init__(self, path: Path | None, also_stderr: bool = False) -> None:
-        self.path = path
-        self.also_stderr = also_stderr
-        self._f = None
-        self.open()
-
-    def open(self) -> None:
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            self._f = os.fdopen(fd, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
-
-    def reopen(self) -> None:
-        old = self._f
-        self.open()
-        if old is not None:
-            old.close()
-
-    def write(self, line: str) -> None:
-        if self._f is not None:
-            self._f.write(line)
-        if self.also_stderr:
-            sys.stderr.write(line)
-
-    def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-
-    @property
-    def enabled(self) -> bool:
-        return self._f is not None or self.also_stderr
-
-
 class Server:
     """One process's proxy: listeners, pool, hooks. The reactor is injected."""
 
@@ -162,6 +125,32 @@ class Server:
                 self.hooks.error("listening", None, address=str(v.listen),
                                  scheme="https" if v.is_tls else "http", vhost=v.label)
 
+    def start_admin(self):
+        """/healthz, /readyz, /metrics on [admin] listen (admin.py)."""
+        from prometheus_client.registry import CollectorRegistry
+
+        from . import admin
+
+        registry = CollectorRegistry(auto_describe=True)
+        if self.metrics is not None:
+            registry.register(self.metrics.collector())
+        site = admin.make_site(registry, self.readiness)
+        address = self.config.admin.listen
+        host = "0.0.0.0" if address.is_wildcard else address.host
+        port = admin.listen_admin(self.reactor, host, address.port, site)
+        self.ports.append(port)
+        return port
+
+    def readiness(self):
+        from . import admin
+
+        listeners = tuple(admin.ListenerState(str(v.listen), v.label, bool(self.ports))
+                          for v in self.config.vhosts)
+        now = self.reactor.seconds()
+        backends = tuple(admin.BackendState(v.label, str(b), not self.pool.is_down(b, now))
+                         for v in self.config.vhosts for b in v.backends)
+        return admin.Readiness(listeners, backends)
+
     def graceful_stop(self, signame: str = "SIGTERM"):
         """Stop accepting; finish running exchanges; resolve when all are done (or grace ends)."""
         from twisted.internet import defer
@@ -191,14 +180,6 @@ class Server:
 
         poll()
         return done
-
-
-def _open_logs(config: Config, stderr: bool):
-    s = config.server
-    error_log = LogFile(s.error_log, also_stderr=stderr or s.log_stderr)
-    access_log = LogFile(s.access_log)
-    ssl_log = LogFile(s.ssl_request_log)
-    return error_log, access_log, ssl_log
 
 
 def _versions() -> str:
@@ -232,25 +213,39 @@ def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None
         print(f"tlsfront: {exc}", file=sys.stderr)
         return 1
 
+    from .logfiles import LogFileError, Logs
+
+    s = config.server
+    try:
+        logs = Logs(s.error_log, s.access_log, s.ssl_request_log, s.log_level, s.log_stderr or stderr)
+    except LogFileError as exc:
+        for b in bound:
+            b.sock.close()
+        print(f"tlsfront: {exc}", file=sys.stderr)
+        return 1
+
     from twisted.internet import reactor  # only now: see the module docstring
 
-    error_log, access_log, ssl_log = _open_logs(config, stderr)
-    metrics = None
-    try:
-        from .metrics import Metrics
-        metrics = Metrics(config.vhosts)
-    except Exception:  # noqa: BLE001 - metrics are optional for serving
-        metrics = None
+    logs.set_scheduler(reactor.callLater)
+    from .metrics import Metrics
+
+    metrics = Metrics(config.vhosts)
     from .frontend import Hooks
 
-    hooks = Hooks(error_log.write if error_log.enabled else None,
-                  access_log.write if access_log.enabled else None,
-                  ssl_log.write if ssl_log.enabled else None,
-                  metrics=metrics, level=config.server.log_level)
+    hooks = Hooks(logs, metrics)
     server = Server(reactor, config, contexts, bound, hooks=hooks, metrics=metrics)
     if extra_setup is not None:
         extra_setup(reactor, server)
     server.start()
+    if config.admin.listen is not None:
+        try:
+            server.start_admin()
+        except Exception as exc:  # noqa: BLE001 - CannotListenError: explain, no traceback
+            print(f"tlsfront: cannot listen on [admin] {config.admin.listen}: {exc}\n"
+                  f"  fix: free that port or change [admin] listen", file=sys.stderr)
+            logs.close()
+            return 1
+    metrics.config_loaded(True)
     pid_file = config.server.pid_file
     if pid_file is not None:
         pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -266,11 +261,7 @@ def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None
         d.addBoth(lambda _: reactor.stop())
 
     def on_usr1(signum, frame) -> None:
-        def reopen() -> None:
-            for log in (error_log, access_log, ssl_log):
-                log.reopen()
-            hooks.error("logs_reopened", None)
-        reactor.callFromThread(reopen)
+        reactor.callFromThread(logs.reopen)
 
     def install() -> None:
         signal.signal(signal.SIGTERM, on_term)
@@ -281,8 +272,8 @@ def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None
 
     reactor.callWhenRunning(install)
     reactor.run()
-    for log in (error_log, access_log, ssl_log):
-        log.close()
+    logs.flush()
+    logs.close()
     if pid_file is not None:
         try:
             pid_file.unlink()

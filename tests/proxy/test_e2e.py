@@ -31,6 +31,9 @@ ssl_request_log = "{d}/ssl_request.log"
 log_level = "info"
 shutdown_grace_seconds = 5
 
+[admin]
+listen = "127.0.0.1:{p_admin}"
+
 [tls]
 certificate = "{pki.server_cert}"
 key = "{pki.server_key}"
@@ -112,13 +115,14 @@ class Stack:
 def stack(pki, tmp_path_factory):
     d = tmp_path_factory.mktemp("e2e")
     p_tls = free_ports(1, ("127.0.0.1", "127.0.0.2"))[0]
-    names = ["b1", "b2", "dead", "dead2", "p_plain", "p_rr", "p_down", "p_redirect", "p_client"]
+    names = ["b1", "b2", "dead", "dead2", "p_plain", "p_rr", "p_down", "p_redirect", "p_client", "p_admin"]
     ports = dict(zip(names, free_ports(len(names))))
     ports["p_tls"] = p_tls
     backends = [start_backend(d, ports["b1"], name="b1"), start_backend(d, ports["b2"], name="b2")]
     cfg = d / "tlsfront.toml"
     cfg.write_text(STACK_CONFIG.format(d=d, pki=pki, **ports))
-    wait = [("127.0.0.1", ports[n]) for n in ("p_tls", "p_plain", "p_rr", "p_down", "p_redirect", "p_client")]
+    wait = [("127.0.0.1", ports[n]) for n in ("p_tls", "p_plain", "p_rr", "p_down", "p_redirect", "p_client",
+                                             "p_admin")]
     proxy = start_proxy(d, cfg, wait + [("127.0.0.2", p_tls)])
     yield Stack(d, pki, proxy, ports)
     code = proxy.stop()
@@ -423,3 +427,17 @@ def test_access_and_ssl_request_logs(stack):
     assert pattern.search((stack.dir / "access.log").read_text())
     ssl_log = (stack.dir / "ssl_request.log").read_text()
     assert re.search(r'127\.0\.0\.1 TLSv1\.3 TLS_\S+ "GET /logged HTTP/1\.1" \d+ \d+\.\d{6} new', ssl_log)
+
+
+def test_admin_health_and_metrics_count_traffic(stack):
+    r = curl(f"http://127.0.0.1:{stack.ports['p_admin']}/healthz")
+    assert b'"status": "ok"' in r.stdout or b'"status":"ok"' in r.stdout
+    curl("--cacert", str(stack.pki.ca_cert), stack.url("p_tls", "/counted"))
+    text = curl(f"http://127.0.0.1:{stack.ports['p_admin']}/metrics").stdout.decode()
+    label = f'vhost="localhost:{stack.ports["p_tls"]}"'
+    ok = [line for line in text.splitlines()
+          if line.startswith("tlsfront_http_requests_total{") and label in line and 'code="2xx"' in line]
+    assert ok and float(ok[0].rsplit(" ", 1)[1]) >= 1, text[:2000]
+    hs = [line for line in text.splitlines() if line.startswith("tlsfront_tls_handshakes_total{")
+          and label in line and 'result="ok"' in line]
+    assert hs and float(hs[0].rsplit(" ", 1)[1]) >= 1
