@@ -1,0 +1,507 @@
+"""One grammar per log format: which lines are candidates, how a candidate line becomes a :class:`Record`.
+
+Speed contract (STYLE.md §5): a :class:`Format` gives
+
+* ``candidates``: ONE compiled regex run over a whole block (``finditer``); only lines it hits reach Python;
+* ``understood(block)``: how many lines of the block this format understands, counted in C (``bytes.count`` or one
+  regex), so unparsed lines are attributed without a per-line Python loop;
+* ``decode(line, pos, ctx)``: the candidate line -> ``Record`` or ``None``. Never raises (a hypothesis test feeds it
+  arbitrary bytes);
+* ``block_stats(block, ctx)``: per-block counters for access-style logs (status classes, protocols, ciphers), again
+  one regex over the block.
+
+Formats (``--input-format`` names): ``apache_error`` (Apache httpd 2.0/2.2/2.4 error_log, with or without tid and
+client field), ``tlsfront_error`` (the same grammar with ``TLSF####`` message IDs, see docs/logs.md), ``nginx_error``,
+``haproxy`` (httplog lines and TLS connection-error lines, syslog-prefixed or raw), ``access`` (common, combined,
+vhost_combined; Apache, nginx and tlsfront), ``ssl_request`` (mod_ssl's ``%t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x
+"%r" %b`` and tlsfront's variant).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .classify import CONT, EVENT, HEAD, Record
+from .reasons import classify_openssl
+from .timeparse import Clock
+
+
+@dataclass
+class Ctx:
+    """What a decoder may use and update while it reads one file."""
+
+    clock: Clock
+    file_index: int = 0
+    understood: int = 0  # lines counted by decoders that count themselves (HAProxy)
+    status: Counter = field(default_factory=Counter)
+    protocols: Counter = field(default_factory=Counter)
+    ciphers: Counter = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    source: str
+    detect: re.Pattern[bytes]  # matches at the start of a line of this format
+    candidates: re.Pattern[bytes] | None
+    decode: Callable[[bytes, int, Ctx], Record | None] | None
+    understood: Callable[[bytes], int]
+    block_stats: Callable[[bytes, Ctx], int] | None = None
+    description: str = ""
+
+
+def _count_line_starts(*prefixes: bytes) -> Callable[[bytes], int]:
+    """Lines starting with one of ``prefixes``, counted with ``bytes.count`` (C speed). Blocks start at a line
+    start, so the first line is checked apart."""
+
+    needles = tuple(b"\n" + p for p in prefixes)
+
+    def count(block: bytes) -> int:
+        n = sum(block.count(nd) for nd in needles)
+        if block.startswith(prefixes):
+            n += 1
+        return n
+
+    return count
+
+
+def _count_regex(pattern: re.Pattern[bytes]) -> Callable[[bytes], int]:
+    def count(block: bytes) -> int:
+        return sum(1 for _ in pattern.finditer(block))
+
+    return count
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Apache httpd error_log (2.0, 2.2, 2.4) and tlsfront's error log (same grammar, TLSF#### IDs)
+#
+# 2.4 default ErrorLogFormat (server/log.c, "default" format):
+#   [Fri Nov 27 10:50:52.123456 2026] [ssl:info] [pid 1234:tid 140234] (70007)The timeout...: [client 1.2.3.4:5] AH02007: msg
+# 2.0/2.2:
+#   [Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] msg
+# Startup failures end with a bare "AH00016: Configuration Failed" line (APLOG_STARTUP: no prefix at all).
+# ---------------------------------------------------------------------------------------------------------------
+
+_AP_LINE = re.compile(
+    r"\[(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d(?:\.\d+)? \d{4})\] "
+    r"\[(?:(?P<module>[\w-]+):)?(?P<level>[a-z]+\d?)\] "
+    r"(?:\[pid (?P<pid>\d+)(?::tid (?P<tid>\d+))?\] )?"
+    r"(?:[\w.-]+\.c\(\d+\): )?"
+    r"(?:\((?P<errno>-?\d+)\)(?P<errtext>[^:\[]*): )?"
+    r"(?:\[(?:client|remote) [^\]]*\] )*"
+    r"(?P<msg>.*)",
+    re.S,
+)
+_CODE = re.compile(r"(AH\d{5}|TLSF\d{4}): ")
+_SERVER = re.compile(r"\(server ([^)\s]+)\)|\bvhost[= ]([^\s,;)]+)|key (\S+?):\d+ from ")
+
+# candidate lines: the message (after "] ", an optional errno text and client field) starts with one of these.
+# A literal prefix ("] ") lets the regex engine skip through the block at memchr-like speed.
+_AP_CANDIDATES = re.compile(
+    rb"\] (?:\(-?\d+\)[^:\n]*: )?(?:\[(?:client|remote) [^\]\n]*\] )*(?:AH\d{5}: |TLSF\d{4}: )?"
+    rb"(?:SSL (?:Library Error|library error|handshake)|Init: |mod_ssl: |Certificate (?:Verification|and private key)"
+    rb"|Failed to configure|Unable to|Cannot |Can't |Couldn't |Could not |Fatal error initialising"
+    rb"|Re-negotiation handshake|Request handshake read timeout|ap_proxy_connect_backend disabling"
+    rb"|(?:proxy: )?(?:[\w-]+: )?(?:attempt to connect|failed to make connection|disabled connection"
+    rb"|error reading status line|Error reading from remote)|Private key|Pass phrase|PRNG|System: |TLSF)"
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: re.Pattern[str]
+    role: int
+    kind: str
+    category: str | None
+    strong: bool
+    timeout_category: str | None = None  # when the errno / text says "timed out"
+    reasons: bool = False  # category from the OpenSSL error text in the line
+
+
+def _r(p: str, role: int, kind: str, cat: str | None, strong: bool, **kw) -> Rule:
+    return Rule(re.compile(p), role, kind, cat, strong, **kw)
+
+
+R_SSLERR = _r(r"^SSL Library Error", CONT, "cont", None, False, reasons=True)
+R_HS = _r(r"^SSL library error \d+ in handshake", HEAD, "conn", "other_tls_error", False)
+R_HTTP = _r(r"^SSL handshake failed: HTTP spoken on HTTPS port", HEAD, "conn", "plain_http_on_tls_port", True)
+R_INT = _r(r"^SSL handshake interrupted by system", HEAD, "conn", "handshake_eof_or_reset", False,
+           timeout_category="handshake_timeout")
+R_STOP = _r(r"^SSL handshake stopped", HEAD, "conn", "handshake_eof_or_reset", False)
+R_VERIFY = _r(r"^Certificate Verification: ", HEAD, "pre", "client_cert_invalid", True)
+R_RENEG = _r(r"^Re-negotiation handshake failed", HEAD, "conn", "other_tls_error", False)
+R_REQTO = _r(r"^Request handshake read timeout", HEAD, "pre", "handshake_timeout", True)
+R_MUTEX = _r(r"(?i)^(?:mod_ssl: )?(?:child )?(?:could not|couldn't|cannot|can't|unable to|failed to)\b.*mutex",
+             HEAD, "startup", "mutex_permission_denied", True)
+R_PRNG = _r(r"PRNG (?:still contains insufficient|not seeded)", HEAD, "startup", "prng_not_seeded", True)
+R_PP_BAD = _r(r"^Init: (?:Pass phrase incorrect|Unable to? read pass ?phrase)", HEAD, "startup",
+              "passphrase_failure", True)
+R_PP_NF = _r(r"^Init: Private key not found", HEAD, "startup", "passphrase_failure", False)
+R_KEYMIS = _r(r"^Certificate and private key .* do not match", HEAD, "startup", "key_cert_mismatch", True)
+R_RSAKEY = _r(r"^Unable to configure (?:RSA|DSA|ECC?)? ?server private key", HEAD, "startup", "key_cert_mismatch",
+              False)
+R_CERTF = _r(
+    r"^(?:Init: Can't open server (?:certificate|private key) file|Init: Unable to read server (?:certificate|private"
+    r" key) from file|Failed to configure certificate|Init: Server \S+ should be SSL-aware but has no certificate"
+    r"|Unable to configure (?:RSA|DSA|ECC?)? ?server certificate|Failed to configure at least one certificate"
+    r"|SSLCertificate(?:Key|Chain)?File: file .* does not exist or is empty)",
+    HEAD, "startup", "cert_file_unreadable", False)
+R_ENCKEY = _r(r"^Failed to configure encrypted \(\?\) private key", HEAD, "startup", "passphrase_failure", False)
+R_FATAL = _r(r"^Fatal error initialising mod_ssl", HEAD, "startup", None, False)
+R_SCACHE = _r(r"(?i)^(?!.*is not configured).*(?:session ?cache|socache|shmcb|SSLSessionCache)", HEAD, "startup",
+              "session_cache_error", True)
+R_PROXY_TRY = _r(r"attempt to connect to .* failed", HEAD, "proxy_try", "backend_unavailable", False,
+                 timeout_category="backend_timeout")
+R_PROXY_DIS = _r(r"ap_proxy_connect_backend disabling worker", CONT, "cont", None, False)
+R_PROXY_FAIL = _r(r"failed to make connection to backend", HEAD, "proxy_fail", "backend_unavailable", False)
+R_PROXY_OFF = _r(r"disabled connection for", EVENT, "solo", "backend_unavailable", True)
+R_STATUS = _r(r"error reading status line from remote server", HEAD, "solo", "backend_unavailable", False,
+              timeout_category="backend_timeout")
+R_READERR = _r(r"Error reading from remote server", CONT, "cont", None, False)
+R_SYSTEM = _r(r"^System: ", CONT, "cont", None, False)
+
+#: 2.4 message IDs -> rule (a shortcut; the rule's pattern is still checked)
+AH_RULES: dict[str, Rule] = {
+    "AH02008": R_HS, "AH01996": R_HTTP, "AH02007": R_INT, "AH02006": R_STOP, "AH02039": R_VERIFY,
+    "AH02040": R_VERIFY, "AH02261": R_RENEG, "AH01382": R_REQTO, "AH02565": R_KEYMIS, "AH02580": R_PP_BAD,
+    "AH00023": R_MUTEX, "AH00957": R_PROXY_TRY, "AH00959": R_PROXY_DIS, "AH01114": R_PROXY_FAIL,
+    "AH00940": R_PROXY_OFF, "AH01102": R_STATUS, "AH00898": R_READERR, "AH02561": R_CERTF, "AH02572": R_CERTF,
+    "AH02564": R_ENCKEY, "AH02312": R_FATAL,
+}
+#: text rules, in order (2.0/2.2 lines have no IDs; 2.4 IDs not in AH_RULES fall back here)
+TEXT_RULES: tuple[Rule, ...] = (
+    R_SSLERR, R_HS, R_HTTP, R_INT, R_STOP, R_VERIFY, R_RENEG, R_REQTO, R_MUTEX, R_PRNG, R_PP_BAD, R_PP_NF,
+    R_KEYMIS, R_RSAKEY, R_ENCKEY, R_CERTF, R_FATAL, R_SCACHE, R_PROXY_DIS, R_PROXY_TRY, R_PROXY_FAIL,
+    R_PROXY_OFF, R_STATUS, R_READERR, R_SYSTEM,
+)
+
+#: free-text patterns for lines that are not mod_ssl's wording (tlsfront, HAProxy): (pattern, category)
+WORD_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(p, re.I), c)
+    for p, c in (
+        (r"plain HTTP|HTTP spoken on HTTPS|not TLS", "plain_http_on_tls_port"),
+        (r"Timeout during SSL handshake|handshake timed? ?out|timed out .*handshak|handshake.*timed? ?out",
+         "handshake_timeout"),
+        (r"(?:closed|eof|reset|error) during SSL handshake|handshake.*(?:eof|reset|closed|aborted)"
+         r"|peer closed connection in SSL handshake", "handshake_eof_or_reset"),
+        (r"no client certificate|no required SSL certificate|client certificate (?:missing|required)",
+         "client_cert_missing"),
+        (r"client (?:SSL )?certificate (?:verify error|not trusted|invalid)|CA chain cannot be verified",
+         "client_cert_invalid"),
+        (r"inconsistencies between private key and certificate|do not match", "key_cert_mismatch"),
+        (r"pass ?phrase", "passphrase_failure"),
+        (r"unable to (?:stat|load|read) SSL (?:certificate|private key)|unable to load certificate"
+         r"|(?:certificate|key) file .*(?:unreadable|permission denied|not found|no such file)", "cert_file_unreadable"),
+        (r"session cache", "session_cache_error"),
+        (r"backend.*(?:timed? ?out)|upstream timed out|server timeout", "backend_timeout"),
+        (r"backend.*(?:refused|reset|unavailable|down|unreachable|failed)|no server available", "backend_unavailable"),
+        (r"SSL handshake failure|handshake fail|TLS handshake", "other_tls_error"),
+    )
+)
+
+
+def classify_words(text: str) -> tuple[str, bool] | None:
+    """(category, strong) for free text: an OpenSSL reason first, then :data:`WORD_RULES`."""
+    cat, _reason = classify_openssl(text)
+    if cat is not None:
+        return cat, cat != "other_tls_error"
+    for pattern, category in WORD_RULES:
+        if pattern.search(text):
+            return category, category != "other_tls_error"
+    return None
+
+
+def _timed_out(errno: str | None, errtext: str | None, body: str) -> bool:
+    # APR_TIMEUP = 70007 "The timeout specified has expired"; ETIMEDOUT = 110
+    return errno in ("70007", "110") or "timed out" in body or "timeout" in (errtext or "").lower()
+
+
+def _vhost(body: str) -> str | None:
+    m = _SERVER.search(body)
+    if m:
+        return m.group(1) or m.group(2) or m.group(3)
+    return None
+
+
+def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
+    """A candidate line of an Apache-format error log -> Record (or None: not about TLS or proxying)."""
+    text = line.decode("utf-8", "replace")
+    m = _AP_LINE.match(text)
+    if m is None:
+        return None
+    msg = m.group("msg")
+    mc = _CODE.match(msg)
+    rule: Rule | None = None
+    body = msg
+    code = None
+    if mc is not None:
+        code = mc.group(1)
+        body = msg[mc.end():]
+        rule = AH_RULES.get(code)
+        if rule is not None and not rule.pattern.search(body):
+            rule = None
+    if rule is None:
+        for r in TEXT_RULES:
+            if r.pattern.search(body):
+                rule = r
+                break
+    pid, tid = m.group("pid"), m.group("tid")
+    key = (pid, tid)
+    if rule is None:
+        if code is None or not code.startswith("TLSF"):
+            return None
+        hit = classify_words(body)  # tlsfront wording outside mod_ssl's vocabulary
+        if hit is None:
+            return None
+        return Record(EVENT, hit[0], hit[1], key, ctx.clock.apache(m.group("time")), _vhost(body), pos, line)
+    category, strong = rule.category, rule.strong
+    if rule.reasons:
+        category, _reason = classify_openssl(body)
+        if category is None:
+            category = "other_tls_error"
+        strong = category != "other_tls_error"
+    elif rule.timeout_category and _timed_out(m.group("errno"), m.group("errtext"), body):
+        category, strong = rule.timeout_category, True
+    if rule.role == CONT:
+        # mod_ssl writes its SSL Library Error lines in the same instant as their head: no time needed to join
+        return Record(CONT, category, strong, key, None, None, pos, line, rule.kind)
+    return Record(rule.role, category, strong, key, ctx.clock.apache(m.group("time")), _vhost(body), pos, line,
+                  rule.kind)
+
+
+_AP_DETECT = re.compile(
+    rb"\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d(?:\.\d+)? \d{4}\] \[")
+_TLSF_DETECT = re.compile(rb"\] TLSF\d{4}: |\] (?:\[client [^\]\n]*\] )?TLSF\d{4}: ")
+
+APACHE_ERROR = Format(
+    "apache_error", "apache", _AP_DETECT, _AP_CANDIDATES, decode_apache, _count_line_starts(b"[", b"AH0"),
+    description="Apache httpd 2.0/2.2/2.4 error_log (mod_ssl, mod_proxy)",
+)
+TLSFRONT_ERROR = Format(
+    "tlsfront_error", "tlsfront", _AP_DETECT, _AP_CANDIDATES, decode_apache, _count_line_starts(b"["),
+    description="tlsfront error log (Apache 2.4 grammar, TLSF#### IDs)",
+)
+
+# ---------------------------------------------------------------------------------------------------------------
+# nginx error.log: 2026/11/27 10:50:52 [info] 1234#1234: *5 message, client: 1.2.3.4, server: example.com, ...
+# (src/core/ngx_log.c: time, [level], pid#tid, "*connection" for connection-bound messages)
+# ---------------------------------------------------------------------------------------------------------------
+
+_NG_LINE = re.compile(
+    r"(?P<date>\d{4}/\d\d/\d\d) (?P<hms>\d\d:\d\d:\d\d) \[(?P<level>\w+)\] (?P<pid>\d+)#(?P<tid>\d+): "
+    r"(?:\*(?P<cid>\d+) )?(?P<msg>.*)", re.S)
+_NG_CANDIDATES = re.compile(
+    rb"SSL_do_handshake|SSL handshaking|plain HTTP request|no required SSL certificate|SSL certificate verify error"
+    rb"|upstream|cannot load certificate|SSL_CTX_use|ssl_session_cache|PEM_read_bio")
+_NG_SERVER = re.compile(r", server: ([^,\s]+)")
+_NG_REQUEST = re.compile(r', request: "([^"]*)"')
+
+_NG_RULES: tuple[tuple[re.Pattern[str], int, str, str | None, bool], ...] = tuple(
+    (re.compile(p), role, kind, cat, strong)
+    for p, role, kind, cat, strong in (
+        (r"SSL_do_handshake\(\) failed", EVENT, "solo", None, True),  # category from the OpenSSL text
+        (r"peer closed connection in SSL handshake", EVENT, "solo", "handshake_eof_or_reset", True),
+        (r"timed out .*while SSL handshaking", EVENT, "solo", "handshake_timeout", True),
+        (r"while SSL handshaking", EVENT, "solo", "handshake_eof_or_reset", True),
+        (r"client sent plain HTTP request to HTTPS port", EVENT, "solo", "plain_http_on_tls_port", True),
+        (r"client sent no required SSL certificate", EVENT, "solo", "client_cert_missing", True),
+        (r"client SSL certificate verify error", EVENT, "solo", "client_cert_invalid", True),
+        (r"upstream timed out", HEAD, "ngx_upstream", "backend_timeout", True),
+        (r"(?:connect\(\) failed|no live upstreams|upstream prematurely closed|recv\(\) failed).*upstream",
+         HEAD, "ngx_upstream", "backend_unavailable", False),
+        (r"cannot load certificate|SSL_CTX_use_\w+\(|PEM_read_bio", EVENT, "solo", None, False),
+        (r"ssl_session_cache", EVENT, "solo", "session_cache_error", True),
+    )
+)
+
+
+def decode_nginx(line: bytes, pos: int, ctx: Ctx) -> Record | None:
+    text = line.decode("utf-8", "replace")
+    m = _NG_LINE.match(text)
+    if m is None:
+        return None
+    msg = m.group("msg")
+    for pattern, role, kind, category, strong in _NG_RULES:
+        if pattern.search(msg):
+            break
+    else:
+        return None
+    if category is None:
+        category, _ = classify_openssl(msg)
+        if category is None:
+            category = "cert_file_unreadable" if kind == "solo" and "load certificate" in msg else "other_tls_error"
+        strong = category != "other_tls_error"
+    ms = _NG_SERVER.search(msg)
+    vhost = ms.group(1) if ms else None
+    detail = ""
+    if kind == "ngx_upstream":
+        mr = _NG_REQUEST.search(msg)
+        detail = mr.group(1) if mr else ""
+    t = ctx.clock.nginx(m.group("date"), m.group("hms"))
+    return Record(role, category, strong, (m.group("pid"), m.group("cid")), t, vhost, pos, line, kind, detail)
+
+
+NGINX_ERROR = Format(
+    "nginx_error", "nginx",
+    re.compile(rb"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(?:debug|info|notice|warn|error|crit|alert|emerg)\] \d+#\d+: "),
+    _NG_CANDIDATES, decode_nginx, _count_regex(re.compile(rb"(?m)^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[")),
+    description="nginx error.log",
+)
+
+# ---------------------------------------------------------------------------------------------------------------
+# HAProxy: httplog (doc/configuration.txt 8.2.3) and connection-error lines ("fe/bind: SSL handshake failure"),
+# raw (log stdout format raw) or behind a syslog header.
+# ---------------------------------------------------------------------------------------------------------------
+
+_HA_PREFIX = r"(?:<\d+>)?(?:(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ )?(?:\S*haproxy\[\d+\]: )?"
+_HA_HTTP = re.compile(
+    _HA_PREFIX + r"(?P<client>\S+):\d+ \[(?P<accept>[^\]]+)\] (?P<fe>\S+) (?P<be>[^/\s]+)/(?P<srv>\S+) "
+    r"(?P<timers>[-\d/+]+) (?P<status>-?\d+) \+?-?\d+ \S+ \S+ (?P<term>[-\w]{4})")
+_HA_CONN = re.compile(_HA_PREFIX + r"(?P<client>\S+):\d+ \[(?P<accept>[^\]]+)\] (?P<fe>[^/\s]+)/(?P<bind>[^:\s]+): "
+                      r"(?P<msg>.*)", re.S)
+_HA_TCP = re.compile(_HA_PREFIX + r"(?P<client>\S+):\d+ \[(?P<accept>[^\]]+)\] (?P<fe>\S+) ")
+
+#: termination state (first two characters) -> category (doc/configuration.txt 8.5)
+HA_TERMINATION: dict[str, str] = {
+    "SC": "backend_unavailable",  # server refused / failed connection
+    "SH": "backend_unavailable",  # server aborted before sending complete headers
+    "sC": "backend_timeout",  # timeout connect
+    "sH": "backend_timeout",  # timeout server while waiting for headers
+    "sQ": "backend_timeout",  # timeout queue
+}
+
+
+def decode_haproxy(line: bytes, pos: int, ctx: Ctx) -> Record | None:
+    text = line.decode("utf-8", "replace")
+    m = _HA_HTTP.match(text)
+    if m is not None:
+        ctx.understood += 1
+        status = m.group("status")
+        if len(status) == 3 and status[0] in "12345":
+            ctx.status[status[0] + "xx"] += 1
+        category = HA_TERMINATION.get(m.group("term")[:2])
+        if category is None:
+            hit = classify_openssl(text)[0]
+            if hit is None:
+                return None
+            category = hit
+        return Record(EVENT, category, True, None, ctx.clock.clf(m.group("accept")), m.group("fe").rstrip("~"),
+                      pos, line)
+    m = _HA_CONN.match(text)
+    if m is not None:
+        ctx.understood += 1
+        hit = classify_words(m.group("msg"))
+        if hit is None:
+            return None
+        return Record(EVENT, hit[0], hit[1], None, ctx.clock.clf(m.group("accept")), m.group("fe"), pos, line)
+    m = _HA_TCP.match(text)
+    if m is not None:  # tcplog or a custom log-format, e.g. with %[ssl_fc_err]/%[ssl_fc_err_str]
+        ctx.understood += 1
+        cat, _ = classify_openssl(text)
+        if cat is None:
+            return None
+        return Record(EVENT, cat, True, None, ctx.clock.clf(m.group("accept")), m.group("fe"), pos, line)
+    if "haproxy" in text or "[ALERT]" in text:  # startup messages: "[ALERT] (1) : config : ... unable to load ..."
+        ctx.understood += 1
+        hit = classify_words(text)
+        if hit is not None and hit[0] in ("key_cert_mismatch", "cert_file_unreadable", "passphrase_failure"):
+            return Record(EVENT, hit[0], hit[1], None, None, None, pos, line)
+    return None
+
+
+HAPROXY = Format(
+    "haproxy", "haproxy",
+    re.compile(rb"(?:<\d+>)?(?:[^\n]*?haproxy\[\d+\]: )?\S+:\d+ \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d(?:\.\d+)?\] "),
+    re.compile(rb"[^\n]+"), decode_haproxy, lambda block: 0,
+    description="HAProxy httplog and TLS connection-error lines (raw or syslog)",
+)
+
+# ---------------------------------------------------------------------------------------------------------------
+# access logs: common / combined / vhost_combined (Apache mod_log_config, nginx "combined", tlsfront)
+#   127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326 "ref" "ua"
+#   www.example.com:443 127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 2326 "ref" "ua"
+# ---------------------------------------------------------------------------------------------------------------
+
+_ACC_STATUS = re.compile(rb'\] "[^"\n]*" ([1-5])\d\d ')
+
+
+def _access_stats(block: bytes, ctx: Ctx) -> int:
+    classes = _ACC_STATUS.findall(block)
+    for digit, n in Counter(classes).items():
+        ctx.status[digit.decode() + "xx"] += n
+    return len(classes)
+
+
+ACCESS = Format(
+    "access", "access",
+    re.compile(rb'(?:\S+ )?\S+ \S+ \S+ \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "'),
+    None, None, lambda block: 0, _access_stats,
+    description="access log: common, combined, vhost_combined (Apache, nginx, tlsfront)",
+)
+
+# mod_ssl's default: CustomLog ssl_request_log "%t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x \"%r\" %b"
+_SSLREQ = re.compile(
+    rb"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] (?:(?P<vhost>\S+) )??\S+ "
+    rb"(?P<proto>TLSv1(?:\.[0-3])?|SSLv[23]|DTLSv1(?:\.2)?|-) (?P<cipher>\S+) \"")
+
+
+def _sslreq_stats(block: bytes, ctx: Ctx) -> int:
+    n = 0
+    for (vhost, proto, cipher), k in Counter(_SSLREQ.findall(block)).items():
+        v = vhost.decode("utf-8", "replace") if vhost else "-"
+        ctx.protocols[(v, proto.decode())] += k
+        ctx.ciphers[(v, cipher.decode("utf-8", "replace"))] += k
+        n += k
+    return n
+
+
+SSL_REQUEST = Format(
+    "ssl_request", "ssl_request",
+    re.compile(rb"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] \S+ (?:\S+ )?(?:TLSv1(?:\.[0-3])?|SSLv[23]|-) "),
+    None, None, lambda block: 0, _sslreq_stats,
+    description="ssl_request_log (mod_ssl's %t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x \"%r\" %b; tlsfront's)",
+)
+
+FORMATS: dict[str, Format] = {
+    f.name: f for f in (APACHE_ERROR, TLSFRONT_ERROR, NGINX_ERROR, HAPROXY, ACCESS, SSL_REQUEST)
+}
+ALIASES = {
+    "apache": "apache_error", "error_log": "apache_error", "tlsfront": "tlsfront_error", "nginx": "nginx_error",
+    "apache_access": "access", "nginx_access": "access", "tlsfront_access": "access", "common": "access",
+    "combined": "access", "vhost_combined": "access", "ssl_request_log": "ssl_request", "httplog": "haproxy",
+}
+
+
+def lookup(name: str) -> Format:
+    """``--input-format NAME`` -> Format; raises ValueError listing the valid names."""
+    key = ALIASES.get(name, name)
+    if key not in FORMATS:
+        raise ValueError(
+            f"unknown input format {name!r}; valid: {', '.join(sorted(FORMATS))} (aliases: {', '.join(sorted(ALIASES))})")
+    return FORMATS[key]
+
+
+def detect(head: bytes, max_lines: int = 200) -> Format | None:
+    """Pick the format most lines of ``head`` (the start of a file) match; None if no line matches any."""
+    lines = head.split(b"\n", max_lines)[:max_lines]
+    if len(lines) > 1 and not head.endswith(b"\n"):
+        lines = lines[:-1] or lines
+    scores: Counter = Counter()
+    tlsf = 0
+    order = ("apache_error", "nginx_error", "haproxy", "ssl_request", "access")
+    for ln in lines:
+        for name in order:
+            if FORMATS[name].detect.match(ln):
+                scores[name] += 1
+                if name == "apache_error" and _TLSF_DETECT.search(ln):
+                    tlsf += 1
+                break
+    if not scores:
+        return None
+    best = max(order, key=lambda n: (scores[n], -order.index(n)))
+    if best == "apache_error" and tlsf * 2 >= scores[best]:
+        return TLSFRONT_ERROR
+    return FORMATS[best]

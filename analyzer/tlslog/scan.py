@@ -1,0 +1,368 @@
+"""The scan: inputs -> work units -> (blocks -> candidate lines -> records -> events) -> one merged Store.
+
+A *work unit* is a whole file, or a byte range of a large uncompressed file (``--jobs``). Units are independent and
+their results are mergeable (:class:`UnitResult`), so they can run in this process, in a process pool, or on a Dask
+cluster (issue 9) and be merged in input order to the same answer. Within a unit:
+
+1. :class:`~tlslog.blocks.BlockReader` yields MiB-sized blocks of whole lines;
+2. ``bytes.count(b"\\n")`` counts lines, the format's ``understood`` counts the lines it knows (C speed);
+3. the format's ONE candidate regex finds the interesting lines; only those are decoded in Python;
+4. records go to the :class:`~tlslog.classify.Joiner` (or straight to the store when one line is one event).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Iterable
+
+from . import decoders
+from .blocks import BlockReader
+from .classify import EVENT, Group, Joiner, KeyState
+from .decoders import Ctx, Format
+from .sources import Input, decoded_chunks, expand, file_range
+from .store import FileStats, Store
+from .timeparse import Clock
+
+DETECT_BYTES = 64 << 10
+#: uncompressed files larger than this are cut into ranges of this size when --jobs > 1
+RANGE_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of work, picklable (it crosses process and machine boundaries)."""
+
+    index: int  # input index (file order)
+    seq: int  # position of this range within its file
+    path: str
+    format: str | None  # None: not recognised (lines are counted, nothing is decoded)
+    tz: str | None
+    start: int = 0
+    end: int | None = None  # None: the whole file, decompressed as needed
+
+
+@dataclass
+class UnitResult:
+    index: int
+    seq: int
+    store: Store
+    keys: dict[Hashable, KeyState] = field(default_factory=dict)
+
+
+def _emitter(store: Store, stats: FileStats, source: str) -> Callable[[Group], None]:
+    index = stats.index
+
+    def emit(g: Group) -> None:
+        first = g.first
+        store.add_event(g.category, source, g.vhost, first.time, (index, first.pos), first.line)
+        stats.events += 1
+
+    return emit
+
+
+def process_chunks(
+    chunks: Iterable[bytes],
+    fmt: Format | None,
+    stats: FileStats,
+    store: Store,
+    joiner: Joiner,
+    ctx: Ctx,
+    *,
+    base: int = 0,
+    warn: Callable[[str], None],
+) -> None:
+    """The inner loop: everything per line happens in C except for candidate lines."""
+    reader = BlockReader(chunks, base=base)
+    emit = joiner.emit
+    understood = 0
+    lines = 0
+    decode = fmt.decode if fmt is not None else None
+    candidates = fmt.candidates if fmt is not None else None
+    decoder_failed = False
+    for offset, block in reader:
+        stats.bytes_read += len(block)
+        n = block.count(b"\n")
+        if not block.endswith(b"\n"):
+            n += 1
+        lines += n
+        if fmt is None:
+            continue
+        understood += fmt.understood(block)
+        if fmt.block_stats is not None:
+            understood += fmt.block_stats(block, ctx)
+        if candidates is None or decode is None:
+            continue
+        last_end = -1
+        rfind, find = block.rfind, block.find
+        for m in candidates.finditer(block):
+            s = rfind(b"\n", 0, m.start()) + 1
+            if s <= last_end:
+                continue
+            e = find(b"\n", m.end())
+            if e < 0:
+                e = len(block)
+            last_end = e
+            try:
+                rec = decode(block[s:e], offset + s, ctx)
+            except Exception as exc:  # a decoder bug must not end the scan; report it once per file
+                if not decoder_failed:
+                    decoder_failed = True
+                    warn(f"internal error decoding the line at byte {offset + s}: {type(exc).__name__}: {exc} "
+                         "(please report it with that line)")
+                continue
+            if rec is None:
+                continue
+            if rec.role == EVENT:
+                emit(Group.start(rec))
+            else:
+                joiner.feed(rec)
+    if reader.long_lines:
+        lines += reader.long_lines
+        warn(f"{reader.long_lines} line(s) longer than {reader.max_line} bytes skipped (first at byte "
+             f"{reader.first_long_line_offset}); counted as unparsed")
+    understood += ctx.understood
+    ctx.understood = 0
+    stats.lines += lines
+    stats.unparsed_lines += max(0, lines - understood)
+
+
+def _new_ctx(unit_index: int, tz: str | None) -> Ctx:
+    return Ctx(Clock(tz), unit_index)
+
+
+def _finish_ctx(ctx: Ctx, store: Store, stats: FileStats, source: str) -> None:
+    store.status.update(ctx.status)
+    store.protocols.update(ctx.protocols)
+    store.ciphers.update(ctx.ciphers)
+    store.lines[source] += stats.lines
+    store.unparsed[source] += stats.unparsed_lines
+
+
+def run_unit(unit: Unit) -> UnitResult:
+    """Process one unit (in any process). Never raises for bad input: problems become warnings in the stats."""
+    fmt = decoders.FORMATS.get(unit.format) if unit.format else None
+    source = fmt.source if fmt else "unknown"
+    store = Store()
+    stats = FileStats(unit.index, unit.path, unit.format or "unknown")
+    store.files[unit.index] = stats
+    warned: set[str] = set()
+
+    def warn(msg: str) -> None:
+        if msg not in warned:
+            warned.add(msg)
+            stats.warnings.append(msg)
+
+    joiner = Joiner(_emitter(store, stats, source))
+    ctx = _new_ctx(unit.index, unit.tz)
+    if unit.end is None:
+        try:
+            f = open(unit.path, "rb", buffering=0)
+        except OSError as exc:
+            warn(f"cannot open: {exc.strerror or exc}")
+            stats.readable = False
+            return UnitResult(unit.index, unit.seq, store)
+        with f:
+            process_chunks(decoded_chunks(f, warn), fmt, stats, store, joiner, ctx, warn=warn)
+    else:
+        base, chunks = file_range(unit.path, unit.start, unit.end, warn)
+        process_chunks(chunks, fmt, stats, store, joiner, ctx, base=base, warn=warn)
+    _finish_ctx(ctx, store, stats, source)
+    return UnitResult(unit.index, unit.seq, store, joiner.keys)
+
+
+def merge_units(results: list[UnitResult], source: str) -> Store:
+    """Merge the units of ONE file in order, close its open groups, return the file's store."""
+    results = sorted(results, key=lambda r: r.seq)
+    store = results[0].store
+    stats = store.files[results[0].index]
+    joiner = Joiner(_emitter(store, stats, source))
+    joiner.keys = results[0].keys
+    for later in results[1:]:
+        later_stats = later.store.files.pop(later.index)
+        store.merge(later.store)
+        stats.merge(later_stats)
+        tmp = Joiner(joiner.emit)
+        tmp.keys = later.keys
+        joiner.merge(tmp)
+    before = stats.events
+    joiner.finish()
+    del before
+    return store
+
+
+@dataclass
+class ScanOptions:
+    paths: list[str]
+    input_format: str | None = None
+    tz: str | None = None
+    jobs: int = 1
+    range_bytes: int = RANGE_BYTES
+    progress: Callable[[int, int], None] | None = None
+
+
+@dataclass
+class ScanResult:
+    store: Store
+    inputs: list[Input]
+
+    @property
+    def files(self) -> list[FileStats]:
+        return [self.store.files[i.index] for i in self.inputs if i.index in self.store.files]
+
+    @property
+    def anything_read(self) -> bool:
+        return any(fs.readable for fs in self.files)
+
+
+def _detect(inp: Input, forced: Format | None) -> tuple[str | None, list[str], bool]:
+    """Format name for a file (reading its first 64 KiB), warnings, and whether it could be opened."""
+    warnings: list[str] = []
+    if forced is not None:
+        return forced.name, warnings, True
+    try:
+        f = open(inp.path, "rb", buffering=0)
+    except OSError as exc:
+        return None, [f"cannot open: {exc.strerror or exc}"], False
+    head = bytearray()
+    with f:
+        for chunk in decoded_chunks(f, lambda m: None, chunk=DETECT_BYTES):
+            head += chunk
+            if len(head) >= DETECT_BYTES:
+                break
+    fmt = decoders.detect(bytes(head))
+    if fmt is None:
+        if head:
+            warnings.append("format not recognised (use --input-format); lines counted as unparsed")
+        return None, warnings, True
+    return fmt.name, warnings, True
+
+
+def _is_plain(path: str) -> bool:
+    from .sources import compression_of
+
+    try:
+        with open(path, "rb") as f:
+            return compression_of(f.read(8)) is None
+    except OSError:
+        return False
+
+
+def plan(inputs: list[Input], forced: Format | None, opts: ScanOptions) -> tuple[list[Unit], dict[int, FileStats]]:
+    """Inputs -> units (and stats for files that produced no unit: unopenable ones)."""
+    units: list[Unit] = []
+    failed: dict[int, FileStats] = {}
+    for inp in inputs:
+        if inp.is_stdin:
+            continue
+        name, warnings, ok = _detect(inp, forced)
+        if not ok:
+            fs = FileStats(inp.index, inp.path, "unknown", warnings=warnings, readable=False)
+            failed[inp.index] = fs
+            continue
+        if warnings:
+            failed[inp.index] = FileStats(inp.index, inp.path, name or "unknown", warnings=warnings)
+        size = inp.size or 0
+        if opts.jobs > 1 and size > opts.range_bytes and _is_plain(inp.path):
+            seq = 0
+            for start in range(0, size, opts.range_bytes):
+                units.append(Unit(inp.index, seq, inp.path, name, opts.tz, start, min(size, start + opts.range_bytes)))
+                seq += 1
+        else:
+            units.append(Unit(inp.index, 0, inp.path, name, opts.tz))
+    return units, failed
+
+
+def _scan_stdin(inp: Input, forced: Format | None, tz: str | None) -> Store:
+    stats = FileStats(inp.index, "-", "unknown")
+    store = Store()
+    store.files[inp.index] = stats
+    warned: set[str] = set()
+
+    def warn(msg: str) -> None:
+        if msg not in warned:
+            warned.add(msg)
+            stats.warnings.append(msg)
+
+    chunks = decoded_chunks(sys.stdin.buffer, warn)
+    head: list[bytes] = []
+    size = 0
+    for c in chunks:
+        head.append(c)
+        size += len(c)
+        if size >= DETECT_BYTES:
+            break
+    fmt = forced or decoders.detect(b"".join(head))
+    stats.format = fmt.name if fmt else "unknown"
+    if fmt is None and size:
+        warn("format not recognised (use --input-format); lines counted as unparsed")
+    source = fmt.source if fmt else "unknown"
+    joiner = Joiner(_emitter(store, stats, source))
+    ctx = _new_ctx(inp.index, tz)
+
+    def all_chunks():
+        yield from head
+        yield from chunks
+
+    process_chunks(all_chunks(), fmt, stats, store, joiner, ctx, warn=warn)
+    joiner.finish()
+    _finish_ctx(ctx, store, stats, source)
+    return store
+
+
+def scan(opts: ScanOptions, *, warn_path: Callable[[str, str], None] | None = None) -> ScanResult:
+    """Run a whole scan. ``warn_path(path, message)`` receives problems with arguments (unmatched globs)."""
+    forced = decoders.lookup(opts.input_format) if opts.input_format else None
+    arg_warnings: list[tuple[str, str]] = []
+    inputs = expand(opts.paths, lambda p, m: arg_warnings.append((p, m)))
+    if warn_path is not None:
+        for p, m in arg_warnings:
+            warn_path(p, m)
+    units, failed = plan(inputs, forced, opts)
+    by_file: dict[int, list[UnitResult]] = {}
+    total = len(units)
+    done = 0
+    if opts.jobs > 1 and len(units) > 1:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ProcessPoolExecutor(max_workers=opts.jobs, mp_context=ctx) as pool:
+            for res in pool.map(run_unit, units, chunksize=1):
+                by_file.setdefault(res.index, []).append(res)
+                done += 1
+                if opts.progress:
+                    opts.progress(done, total)
+    else:
+        for unit in units:
+            res = run_unit(unit)
+            by_file.setdefault(res.index, []).append(res)
+            done += 1
+            if opts.progress:
+                opts.progress(done, total)
+    store = Store()
+    for inp in inputs:
+        if inp.is_stdin:
+            store.merge(_scan_stdin(inp, forced, opts.tz))
+            continue
+        results = by_file.get(inp.index)
+        extra = failed.get(inp.index)
+        if results:
+            fmt = decoders.FORMATS.get(results[0].store.files[inp.index].format)
+            file_store = merge_units(results, fmt.source if fmt else "unknown")
+            if extra is not None:
+                fs = file_store.files[inp.index]
+                fs.warnings[:0] = [w for w in extra.warnings if w not in fs.warnings]
+            store.merge(file_store)
+        elif extra is not None:
+            store.files[inp.index] = extra
+    for fs in store.files.values():
+        if fs.readable and fs.bytes_read == 0 and any(w.startswith(("cannot", "corrupt", "read error"))
+                                                      for w in fs.warnings):
+            fs.readable = False
+    return ScanResult(store, inputs)
+
+
+def default_jobs() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
