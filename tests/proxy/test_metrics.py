@@ -1,0 +1,238 @@
+"""metrics: values on a fresh CollectorRegistry, pre-initialisation, promtool, worker sums."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.parser import text_string_to_metric_families as parse_text_format
+
+from tlsfront import tlserrors
+from tlsfront.metrics import (
+    CERT_ALERTS,
+    REASONS,
+    Metrics,
+    SnapshotCollector,
+    SnapshotWriter,
+    merge_snapshots,
+)
+from tlsfront.model import Address, Backend, CertKey, TLSSettings, VHost
+
+PROMTOOL = shutil.which("promtool")
+BUILD = {"version": "0.1.0", "python": "3", "twisted": "t", "pyopenssl": "p", "cryptography": "c",
+         "openssl": "OpenSSL x"}
+
+
+def _vhosts(pki) -> tuple[VHost, ...]:
+    be = (Backend("http://127.0.0.1:8081", "127.0.0.1", 8081), Backend("http://127.0.0.1:8082", "127.0.0.1", 8082))
+    tls = TLSSettings(certs=(CertKey(pki.server_cert, pki.server_key), CertKey(pki.server_rsa_cert, pki.server_rsa_key)))
+    return (
+        VHost(0, "www.example.test", Address("127.0.0.1", 8443), tls, be),
+        VHost(1, "www.example.test", Address("127.0.0.1", 8080), None, be[:1]),
+    )
+
+
+@pytest.fixture
+def setup(pki):
+    vhosts = _vhosts(pki)
+    m = Metrics(vhosts, build=BUILD, clock=lambda: 1234.5)
+    reg = CollectorRegistry()
+    reg.register(m.collector())
+    return m, reg, vhosts[0].label, vhosts[1].label
+
+
+def test_everything_pre_initialised(setup) -> None:
+    m, reg, tls, plain = setup
+    for reason in REASONS:
+        assert reg.get_sample_value("tlsfront_tls_handshake_failures_total",
+                                    {"vhost": tls, "reason": reason, "alert": "none"}) == 0
+    for alert in CERT_ALERTS:
+        assert reg.get_sample_value("tlsfront_tls_handshake_failures_total",
+                                    {"vhost": tls, "reason": "client_rejected_cert", "alert": alert}) == 0
+    # Plain-HTTP vhosts have no TLS series.
+    assert reg.get_sample_value("tlsfront_tls_handshake_failures_total",
+                                {"vhost": plain, "reason": "eof", "alert": "none"}) is None
+    for label in (tls, plain):
+        for code in ("1xx", "2xx", "3xx", "4xx", "5xx"):
+            assert reg.get_sample_value("tlsfront_http_requests_total", {"vhost": label, "code": code}) == 0
+    for kind in ("refused", "reset", "timeout"):
+        assert reg.get_sample_value("tlsfront_backend_errors_total",
+                                    {"vhost": tls, "backend": "127.0.0.1:8082", "kind": kind}) == 0
+    assert reg.get_sample_value("tlsfront_backend_up", {"vhost": tls, "backend": "127.0.0.1:8081"}) == 1
+    assert reg.get_sample_value("tlsfront_tls_session_cache_misses_total", {"vhost": tls}) == 0
+    assert reg.get_sample_value("tlsfront_tls_handshake_duration_seconds_count", {"vhost": tls}) == 0
+
+
+def test_events_count_exactly(setup) -> None:
+    m, reg, tls, plain = setup
+    for _ in range(3):
+        m.connection_opened(tls)
+    m.connection_closed(tls)
+    m.handshake_ok(tls, "TLSv1.3", "TLS_AES_128_GCM_SHA256", resumed=False, seconds=0.002)
+    m.handshake_ok(tls, "TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256", resumed=True, seconds=0.0004)
+    m.handshake_ok(tls, "TLSv1", "ECDHE-ECDSA-AES128-SHA", resumed=False, seconds=3.0)
+    m.cache_miss(tls)
+    m.handshake_failed(tls, tlserrors.classify_errors([("SSL routines", "", "tlsv1 alert unknown ca")]))
+    m.handshake_failed(tls, tlserrors.classify_errors([("SSL routines", "", "no shared cipher")]))
+    m.handshake_failed(tls, tlserrors.plain_http())
+    m.handshake_failed(tls, "not-a-reason")
+    m.request_done(tls, 200, 0.01, bytes_in=100, bytes_out=1000, quirks=("nokeepalive", "weird"))
+    m.request_done(tls, 502, 0.2, bytes_in=50, bytes_out=150)
+    m.request_done(plain, 301, 0.001, bytes_in=10, bytes_out=20)
+    m.backend_request(tls, "127.0.0.1:8081")
+    m.backend_error(tls, "127.0.0.1:8081", "refused")
+    m.backend_up(tls, "127.0.0.1:8081", False)
+    m.backend_connections(tls, "127.0.0.1:8082", 4)
+    m.config_loaded(True)
+    m.config_loaded(False)
+    m.worker_restarted()
+    g = reg.get_sample_value
+    assert g("tlsfront_connections_total", {"vhost": tls}) == 3
+    assert g("tlsfront_connections_active", {"vhost": tls}) == 2
+    assert g("tlsfront_tls_handshakes_total", {"vhost": tls, "protocol": "TLSv1.3", "result": "ok"}) == 1
+    assert g("tlsfront_tls_handshakes_total", {"vhost": tls, "protocol": "unknown", "result": "failed"}) == 4
+    assert g("tlsfront_tls_negotiated_total",
+             {"vhost": tls, "protocol": "TLSv1", "cipher": "ECDHE-ECDSA-AES128-SHA"}) == 1
+    assert g("tlsfront_tls_resumptions_total", {"vhost": tls}) == 1
+    assert g("tlsfront_tls_session_cache_misses_total", {"vhost": tls}) == 1
+    f = {"vhost": tls}
+    assert g("tlsfront_tls_handshake_failures_total", {**f, "reason": "client_rejected_cert", "alert": "unknown_ca"}) == 1
+    assert g("tlsfront_tls_handshake_failures_total", {**f, "reason": "no_shared_cipher", "alert": "none"}) == 1
+    assert g("tlsfront_tls_handshake_failures_total", {**f, "reason": "plain_http", "alert": "none"}) == 1
+    assert g("tlsfront_tls_handshake_failures_total", {**f, "reason": "other", "alert": "none"}) == 1
+    assert g("tlsfront_tls_handshake_duration_seconds_bucket", {"vhost": tls, "le": "0.0005"}) == 1
+    assert g("tlsfront_tls_handshake_duration_seconds_bucket", {"vhost": tls, "le": "0.0025"}) == 2
+    assert g("tlsfront_tls_handshake_duration_seconds_bucket", {"vhost": tls, "le": "+Inf"}) == 3
+    assert g("tlsfront_tls_handshake_duration_seconds_sum", {"vhost": tls}) == pytest.approx(3.0024)
+    assert g("tlsfront_http_requests_total", {"vhost": tls, "code": "2xx"}) == 1
+    assert g("tlsfront_http_requests_total", {"vhost": tls, "code": "5xx"}) == 1
+    assert g("tlsfront_http_requests_total", {"vhost": plain, "code": "3xx"}) == 1
+    assert g("tlsfront_http_request_bytes_total", {"vhost": tls}) == 150
+    assert g("tlsfront_http_response_bytes_total", {"vhost": tls}) == 1150
+    assert g("tlsfront_http_request_duration_seconds_count", {"vhost": tls}) == 2
+    assert g("tlsfront_quirks_applied_total", {"vhost": tls, "quirk": "nokeepalive"}) == 1
+    assert g("tlsfront_quirks_applied_total", {"vhost": tls, "quirk": "other"}) == 1
+    b = {"vhost": tls, "backend": "127.0.0.1:8081"}
+    assert g("tlsfront_backend_requests_total", b) == 1
+    assert g("tlsfront_backend_errors_total", {**b, "kind": "refused"}) == 1
+    assert g("tlsfront_backend_up", b) == 0
+    assert g("tlsfront_backend_connections_in_use", {"vhost": tls, "backend": "127.0.0.1:8082"}) == 4
+    assert g("tlsfront_config_reloads_total", {"result": "success"}) == 1
+    assert g("tlsfront_config_reloads_total", {"result": "failure"}) == 1
+    assert g("tlsfront_config_last_reload_successful") == 0
+    assert g("tlsfront_config_last_reload_success_timestamp_seconds") == 1234.5
+    assert g("tlsfront_worker_restarts_total") == 1
+    assert g("tlsfront_build_info", BUILD) == 1
+
+
+def test_unbounded_values_are_folded(setup) -> None:
+    m, reg, tls, _ = setup
+    for i in range(300):
+        m.handshake_ok(tls, "TLSv1.3", f"CIPHER-{i}", False, 0.001)
+    m.handshake_ok(tls, "QUIC-weird", "X", False, 0.001)
+    families = {f.name: f for f in parse_text_format(generate_latest(reg).decode())}
+    ciphers = {s.labels["cipher"] for s in families["tlsfront_tls_negotiated"].samples}
+    assert len(ciphers) == 128 + 1  # MAX_CIPHER_LABELS, then "other"
+    assert reg.get_sample_value("tlsfront_tls_negotiated_total",
+                                {"vhost": tls, "protocol": "TLSv1.3", "cipher": "other"}) > 0
+    assert reg.get_sample_value("tlsfront_tls_handshakes_total",
+                                {"vhost": tls, "protocol": "other", "result": "ok"}) == 1
+
+
+def test_certificate_gauges_match_the_files(setup, pki) -> None:
+    m, reg, tls, _ = setup
+    for path in (pki.server_cert, pki.server_rsa_cert):
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        labels = {"vhost": tls, "subject_cn": "localhost", "serial": f"{cert.serial_number:x}"}
+        assert reg.get_sample_value("tlsfront_certificate_expiry_timestamp_seconds", labels) == \
+            cert.not_valid_after_utc.timestamp()
+        assert reg.get_sample_value("tlsfront_certificate_not_before_timestamp_seconds", labels) == \
+            cert.not_valid_before_utc.timestamp()
+
+
+def test_unreadable_certificate_is_skipped(tmp_path) -> None:
+    bad = tmp_path / "bad.crt"
+    bad.write_text("not a certificate")
+    vh = VHost(0, "x", Address("*", 443), TLSSettings(certs=(CertKey(bad, bad), CertKey(tmp_path / "none", bad))), ())
+    m = Metrics([vh], build=BUILD)
+    assert m.certificates == []
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="LOUD: promtool is not installed")
+def test_promtool_accepts_the_exposition(setup, tmp_path) -> None:
+    m, reg, tls, _ = setup
+    m.handshake_ok(tls, "TLSv1.3", "TLS_AES_128_GCM_SHA256", False, 0.002)
+    m.request_done(tls, 200, 0.01, 1, 2)
+    text = generate_latest(reg)
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == b"" and r.stderr == b"", (r.stdout, r.stderr)
+    # OpenMetrics: parses, ends with # EOF, counters carry _total.
+    om = generate_openmetrics(reg).decode()
+    assert om.endswith("# EOF\n")
+    names = {f.name for f in text_string_to_metric_families(om)}
+    assert {"tlsfront_tls_handshakes", "tlsfront_certificate_expiry_timestamp_seconds", "tlsfront_build"} <= names
+
+
+def test_merge_sums_counters_and_merges_gauges(pki) -> None:
+    vhosts = _vhosts(pki)
+    tls = vhosts[0].label
+    a, b = Metrics(vhosts, build=BUILD), Metrics(vhosts, build=BUILD)
+    a.handshake_ok(tls, "TLSv1.3", "C", False, 0.001)
+    b.handshake_ok(tls, "TLSv1.3", "C", True, 0.1)
+    a.connection_opened(tls)
+    b.connection_opened(tls)
+    b.backend_up(tls, "127.0.0.1:8081", False)
+    merged = merge_snapshots([a.snapshot(), b.snapshot()])
+    series = {n: {tuple(k): v for k, v in rows} for n, rows in merged["series"].items()}
+    assert series["tls_handshakes"][(tls, "TLSv1.3", "ok")] == 2
+    assert series["tls_resumptions"][(tls,)] == 1
+    assert series["connections_active"][(tls,)] == 2
+    assert series["backend_up"][(tls, "127.0.0.1:8081")] == 0  # down in one worker: down
+    hist = {tuple(k): r for k, r in merged["histograms"]["tls_handshake_duration_seconds"]}
+    assert sum(hist[(tls,)][:-1]) == 2 and hist[(tls,)][-1] == pytest.approx(0.101)
+
+
+def test_workers_summed_through_snapshot_files(pki, tmp_path) -> None:
+    """Real forked workers write snapshots; the master's /metrics sums them exactly."""
+    vhosts = _vhosts(pki)
+    tls = vhosts[0].label
+    pids = []
+    for n in (1, 2, 3):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                w = Metrics(vhosts, build=BUILD)
+                for _ in range(n):
+                    w.handshake_ok(tls, "TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256", False, 0.001)
+                    w.request_done(tls, 200, 0.01, 10, 20)
+                    w.connection_opened(tls)
+                SnapshotWriter(w, tmp_path).write()
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    master = Metrics(vhosts, build=BUILD)
+    master.worker_restarted()
+    live = pids[:2]  # pretend the third worker died
+    reg = CollectorRegistry()
+    reg.register(master.collector(extra_snapshots=SnapshotCollector(tmp_path, lambda: live)))
+    g = reg.get_sample_value
+    assert g("tlsfront_tls_handshakes_total", {"vhost": tls, "protocol": "TLSv1.2", "result": "ok"}) == 6
+    assert g("tlsfront_http_requests_total", {"vhost": tls, "code": "2xx"}) == 6
+    assert g("tlsfront_http_response_bytes_total", {"vhost": tls}) == 120
+    assert g("tlsfront_http_request_duration_seconds_count", {"vhost": tls}) == 6
+    # Gauges of the dead worker are dropped, its counters kept.
+    assert g("tlsfront_connections_active", {"vhost": tls}) == 1 + 2
+    assert g("tlsfront_worker_restarts_total") == 1
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == sorted(f"worker-{p}.json" for p in pids)
+    if PROMTOOL:
+        r = subprocess.run([PROMTOOL, "check", "metrics"], input=generate_latest(reg), capture_output=True)
+        assert r.returncode == 0, r.stdout
