@@ -12,7 +12,8 @@ from collections import defaultdict
 from bench.scenarios import SCENARIOS
 
 METRICS = ("requests_per_second", "p50_ms", "p99_ms", "cpu_per_unit_us", "units_per_cpu_second",
-           "rss_worker_mib", "rss_total_mib", "cpu_seconds", "units")
+           "rss_worker_mib", "rss_total_mib", "cpu_seconds", "units", "processes")
+RSS_TARGET_MIB = 80  # issue 4: RSS per worker after the keep-alive run
 
 
 def summarize(trials: list[dict]) -> dict[tuple[int, str, str], dict]:
@@ -23,7 +24,7 @@ def summarize(trials: list[dict]) -> dict[tuple[int, str, str], dict]:
             groups[(t["workers"], t["scenario"], t["front"])].append(t)
     out = {}
     for key, ts in groups.items():
-        row = {m: statistics.median(t[m] for t in ts) for m in METRICS}
+        row = {m: statistics.median(t.get(m, 0) for t in ts) for m in METRICS}
         row["reps"] = len(ts)
         row["checks"] = sorted({t["resumption_check"] for t in ts})
         row["wrk_errors"] = sum(sum(t["errors"].values()) for t in ts)
@@ -76,6 +77,15 @@ def ratio_table(summary: dict, subject: str = "tlsfront") -> str:
                 f"| {workers} | {name} | {_fmt(ratio(mine, ng))} | {_fmt(ratio(mine, hp))} | {_fmt(issue)} "
                 f"| {'>= ' + _fmt(target) if target else ''} | {met} | {_fmt(p99)} |"
             )
+    rss = _get(summary, 1, "keepalive", subject, "rss_worker_mib")
+    p99 = ratio(_get(summary, 1, "keepalive", subject, "p99_ms"), _get(summary, 1, "keepalive", "nginx", "p99_ms"))
+    if rss is not None:
+        lines.append("")
+        lines.append(f"- {subject} peak RSS per worker after the keep-alive run: {rss:.1f} MiB "
+                     f"(target < {RSS_TARGET_MIB}: {'yes' if rss < RSS_TARGET_MIB else 'NO'})")
+    if p99 is not None:
+        lines.append(f"- {subject} p99 at 50 keep-alive connections: {p99:.2f} x nginx's "
+                     f"(target <= 3: {'yes' if p99 <= 3 else 'NO'})")
     return "\n".join(lines)
 
 
@@ -83,8 +93,8 @@ def raw_table(summary: dict) -> str:
     """Every (workers, scenario, front): medians of the raw figures."""
     lines = [
         "| workers | scenario | front | req/s | p50 ms | p99 ms | front CPU per unit | units per front CPU s "
-        "| peak RSS/worker MiB | reps | resumption check | wrk errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS/worker MiB | processes | reps | resumption check | wrk errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (workers, name, front), row in sorted(summary.items(), key=lambda kv: (kv[0][0], list(SCENARIOS).index(kv[0][1]), kv[0][2])):
         unit = SCENARIOS[name].unit
@@ -92,7 +102,7 @@ def raw_table(summary: dict) -> str:
         lines.append(
             f"| {workers} | {name} | {front} | {_fmt(row['requests_per_second'], 0)} | {_fmt(row['p50_ms'])} "
             f"| {_fmt(row['p99_ms'])} | {per} | {_fmt(row['units_per_cpu_second'], 0)} {unit} "
-            f"| {_fmt(row['rss_worker_mib'], 1)} | {row['reps']} | {', '.join(row['checks'])} | {row['wrk_errors']} |"
+            f"| {_fmt(row['rss_worker_mib'], 1)} | {row['processes']:.0f} | {row['reps']} | {', '.join(row['checks'])} | {row['wrk_errors']} |"
         )
     return "\n".join(lines)
 

@@ -68,6 +68,7 @@ def run_trial(front: str, sc: Scenario, workers: int, rep: int, ctx: dict) -> di
         after = procs.sample(f.pid)
         steal1 = machine.steal_jiffies()
         rss_worker, rss_total = procs.tree_rss(f.pid)
+        processes = len(procs.tree(f.pid))
         if f.proc.poll() is not None:
             return {**base, "error": f"{front} exited with {f.proc.returncode} during the run (see {f.workdir}/front.out)"}
     except (RuntimeError, OSError, ValueError) as e:
@@ -96,6 +97,7 @@ def run_trial(front: str, sc: Scenario, workers: int, rep: int, ctx: dict) -> di
         "units_per_cpu_second": units / cpu if cpu else 0.0,
         "rss_worker_mib": rss_worker / MIB,
         "rss_total_mib": rss_total / MIB,
+        "processes": processes,  # the front's tree: shows whether `workers` was acted on
         "steal_share": (steal1[0] - steal0[0]) / max(1, steal1[1] - steal0[1]),
         "wrk_argv": r.argv,
     }
