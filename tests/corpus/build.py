@@ -20,9 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 from . import apache, haproxy, nginx
-from .common import Tally, chown_tree, check_signatures, count_lines, make_pki, retrying, write_truth
+from .common import Tally, chown_tree, fresh_case, check_signatures, count_lines, make_pki, retrying, write_truth
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "data"  # logs/<case>/<file> and truth/<case>/<file>.truth.json
 
 # One crude signature per category in Apache 2.4 + OpenSSL 3 wording: (regex, category).
 APACHE_SIGNATURES = {
@@ -70,22 +70,20 @@ def _apache_truths(out: Path, t: Tally, *, access: bool) -> None:
     write_truth(out / "ssl_request.log", protocols=t.protocols)
 
 
-def build_apache(work: Path, pki) -> None:
+def build_apache(root: Path, work: Path, pki) -> None:
     runs = (("apache24-event", "event", None, True), ("apache24-prefork", "prefork", None, False),
             ("apache24-errorlogformat22", "event", ERRORLOGFORMAT_22, False))
     for name, mpm, fmt, access in runs:
-        out = DATA / name
 
-        def once(out=out, mpm=mpm, fmt=fmt, access=access, name=name) -> Tally:
-            shutil.rmtree(out, ignore_errors=True)
+        def once(mpm=mpm, fmt=fmt, access=access, name=name) -> Tally:
+            out = fresh_case(root, name)
             t = apache.run_main(out, work / f"{name}-{uuid.uuid4().hex[:6]}", pki, mpm=mpm, error_log_format=fmt)
             _apache_truths(out, t, access=access)
             return t
 
         t = retrying(once)
         print(f"{name}: {dict(t.events)} status {dict(t.status)} protocols {dict(t.protocols)}")
-    out = DATA / "apache24-startup"
-    shutil.rmtree(out, ignore_errors=True)
+    out = fresh_case(root, "apache24-startup")
     t = apache.run_startup_failures(out, work, pki)
     check_signatures(out / "error_startup.log", {k: (APACHE_STARTUP_SIGNATURES[k], n) for k, n in t.events.items()})
     check_signatures(out / "error_startup.log", {"AH00016/AH00020": (r"AH000(16|20): Configuration Failed",
@@ -95,13 +93,15 @@ def build_apache(work: Path, pki) -> None:
 
 
 BUILDERS = {"apache": build_apache,
-            "nginx": lambda w, p: retrying(lambda: nginx.build(DATA, w / f"n-{uuid.uuid4().hex[:6]}", p)),
-            "haproxy": lambda w, p: retrying(lambda: haproxy.build(DATA, w / f"h-{uuid.uuid4().hex[:6]}", p))}
+            "nginx": lambda r, w, p: retrying(lambda: nginx.build(r, w / f"n-{uuid.uuid4().hex[:6]}", p)),
+            "haproxy": lambda r, w, p: retrying(lambda: haproxy.build(r, w / f"h-{uuid.uuid4().hex[:6]}", p))}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.corpus.build", description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(BUILDERS), help="comma-separated: " + ", ".join(BUILDERS))
+    ap.add_argument("--out", type=Path, default=DATA,
+                    help="root of logs/ and truth/ (default: tests/data; the legacy/ case is never touched)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, keys) for inspection")
     args = ap.parse_args(argv)
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         pki = make_pki(work / "pki")
         chown_tree(work)  # the servers run as www-data and read the keys
         for w in wanted:
-            BUILDERS[w](work, pki)
+            BUILDERS[w](args.out, work, pki)
     finally:
         if args.keep:
             print(f"kept {work}")

@@ -323,6 +323,25 @@ def count_lines(path: Path) -> int:
     return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
+def fresh_case(root: Path, case: str) -> Path:
+    """Empty `<root>/logs/<case>` and `<root>/truth/<case>`; return the logs directory."""
+    for tree in ("logs", "truth"):
+        shutil.rmtree(root / tree / case, ignore_errors=True)
+    out = root / "logs" / case
+    out.mkdir(parents=True)
+    return out
+
+
+def truth_path(log: Path) -> Path:
+    """`<root>/logs/<case>/<file>` -> `<root>/truth/<case>/<file>.truth.json`.
+
+    Truths live in their own tree so that `tlslog scan <root>/logs/<case>` reads logs only.
+    """
+    parts = Path(log).parts
+    i = len(parts) - 1 - parts[::-1].index("logs")
+    return Path(*parts[:i], "truth", *parts[i + 1:-1], parts[-1] + ".truth.json")
+
+
 def write_truth(log: Path, *, events: Counter | None = None, status: Counter | None = None,
                 protocols: Counter | None = None, extra: dict | None = None) -> dict:
     """Write `<log>.truth.json`: the golden answer for `tlslog scan --format json <log>`."""
@@ -336,7 +355,9 @@ def write_truth(log: Path, *, events: Counter | None = None, status: Counter | N
     }
     if extra:
         truth["_notes"] = extra
-    Path(f"{log}.truth.json").write_text(json.dumps(truth, indent=2, sort_keys=False) + "\n")
+    dest = truth_path(log)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(truth, indent=2, sort_keys=False) + "\n")
     return truth
 
 

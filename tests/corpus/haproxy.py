@@ -14,7 +14,6 @@ Two runs of `haproxy -db -f <conf>` (as www-data), each with a TLS frontend on f
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 import subprocess
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 from .common import (
+    fresh_case,
     CorpusPKI, Tally, backends, check_signatures, chown_tree, client_hello_prefix, connect_close,
     curl_untrusting, free_port, idle_until_closed, plain_http, run_bg, s_client, stop, tls_request,
     wait_port, write_truth,
@@ -269,9 +269,7 @@ def _expected_signatures(mode: str, triggered: dict[str, int], t: Tally) -> dict
 
 
 def build(data: Path, work: Path, pki: CorpusPKI) -> None:
-    out = data / "haproxy26"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = fresh_case(data, "haproxy26")
     for mode, name in (("syslog", "haproxy_syslog.log"), ("errorlogformat", "haproxy_errorlogformat.log")):
         log, t, triggered, _ = run(work, pki, mode)
         for action, n in triggered.items():

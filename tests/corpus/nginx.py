@@ -9,13 +9,13 @@ included) and access.log in the predefined `combined` format.
 
 from __future__ import annotations
 
-import shutil
 import ssl
 import subprocess
 import time
 from pathlib import Path
 
 from .common import (
+    fresh_case,
     CorpusPKI, Tally, backends, check_signatures, chown_tree, client_hello_prefix, connect_close,
     count_lines, curl_untrusting, free_port, idle_until_closed, plain_http, run_bg, s_client, stop,
     tls_request, wait_port, write_truth,
@@ -149,9 +149,7 @@ def build(data: Path, work: Path, pki: CorpusPKI) -> None:
             _drive(pki, ports, t)
         finally:
             stop(proc)
-    out = data / "nginx122"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = fresh_case(data, "nginx122")
     for name in ("error.log", "access.log"):
         (out / name).write_bytes((d / "logs" / name).read_bytes())
     check_signatures(out / "error.log", {k: (SIGNATURES[k], n) for k, n in t.events.items()})
