@@ -456,6 +456,9 @@ def _read_server(ctx: _Ctx, data: Any) -> model.ServerSettings:
     v = t.get("shutdown_grace_seconds", float, None, _non_negative)
     if v is not None:
         values["shutdown_grace_seconds"] = v
+    v = t.get("session_ticket_rotation_seconds", float, None, _non_negative, "0 means only at reload")
+    if v is not None:
+        values["session_ticket_rotation_seconds"] = v
     values["random_seed"] = _read_random_seed(ctx, t)
     t.finish([f.name for f in fields(model.ServerSettings)])
     if values.get("user") is not None:

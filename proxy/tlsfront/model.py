@@ -191,6 +191,10 @@ class ServerSettings:
     allow_root: bool = False
     shutdown_grace_seconds: float = 30.0
     random_seed: tuple[RandomSeed, ...] = ()
+    # Session-ticket keys live in the Contexts (pyOpenSSL has no ticket-key API): rotating
+    # them means new Contexts and a rolling worker replacement (docs/sessions.md). 0 = never
+    # (only at reload/restart).
+    session_ticket_rotation_seconds: float = 43200.0
 
 
 @dataclass(frozen=True)

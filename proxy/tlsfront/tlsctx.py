@@ -397,10 +397,13 @@ def build_contexts(config: Config, *, dialog: keys.Dialog | None = None) -> dict
     return contexts
 
 
-def build_contexts_with_warnings(config: Config, *, dialog: keys.Dialog | None = None
+def build_contexts_with_warnings(config: Config, *, dialog: keys.Dialog | None = None,
+                                 loader: keys.KeyLoader | None = None
                                  ) -> tuple[dict[int, SSL.Context], list[str]]:
+    """As `build_contexts`; `loader` lets the master reuse decrypted keys (ticket-key
+    rotation rebuilds the Contexts without asking pass phrases again)."""
     c = Collector()
-    loader = keys.KeyLoader(override=dialog)
+    loader = loader if loader is not None else keys.KeyLoader(override=dialog)
     contexts: dict[int, SSL.Context] = {}
     for vhost in config.vhosts:
         if vhost.tls is None:
