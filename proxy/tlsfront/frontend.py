@@ -366,6 +366,8 @@ class FrontendProtocol(Protocol):
     # -- client bytes -------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return  # answered and closing: whatever still arrives is dropped
         if self._busy and self._req_done or self._queued:
             self._backlog.append(data)
             return
