@@ -19,13 +19,12 @@ import signal
 import ssl
 import subprocess
 import time
-from collections import Counter
 from pathlib import Path
 
 from .common import (
-    CorpusPKI, Tally, backends, check_signatures, chown_tree, client_hello_prefix, connect_close,
+    CorpusPKI, Tally, backends, chown_tree, client_hello_prefix, connect_close,
     curl_untrusting, free_port, idle_until_closed, plain_http, run_bg, s_client, stop, tls_request,
-    wait_port, write_truth,
+    wait_port,
 )
 
 MODULES = Path("/usr/lib/apache2/modules")

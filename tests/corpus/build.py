@@ -11,12 +11,10 @@ The hand-made `legacy/` files are not touched.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 import uuid
-from collections import Counter
 from pathlib import Path
 
 from . import apache, haproxy, nginx
