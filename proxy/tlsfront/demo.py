@@ -2,7 +2,8 @@
 
 1. a throwaway self-signed certificate in `.state/demo/` next to the repository
    root (made once, reused: the paths in conf/demo.toml point there);
-2. the demo backend (demo_backend.py) on 127.0.0.1:8081, in the same reactor;
+2. the demo backend (demo_backend.py) in the same reactor, on the address the
+   config's backends name (127.0.0.1:8081 in conf/demo.toml);
 3. the proxy with conf/demo.toml: https://127.0.0.1:8443/, http://127.0.0.1:8080/.
 """
 
@@ -21,6 +22,16 @@ def state_dir(config_path: Path) -> Path:
     return root / ".state" / "demo"
 
 
+def demo_backends(cfg) -> list[tuple[str, int]]:
+    """The loopback backends the demo config names (where the echo app must listen)."""
+    out: list[tuple[str, int]] = []
+    for v in cfg.vhosts:
+        for b in v.backends:
+            if b.host in ("127.0.0.1", "localhost") and (b.host, b.port) not in out:
+                out.append(("127.0.0.1", b.port))
+    return out or [("127.0.0.1", DEMO_BACKEND_PORT)]
+
+
 def main(args) -> int:
     from . import certgen
     from . import config as config_mod
@@ -35,19 +46,23 @@ def main(args) -> int:
         return 1
     from . import serve
 
+    backends = demo_backends(cfg)
+
     def setup(reactor, server) -> None:
         from . import demo_backend
-        try:
-            demo_backend.listen(reactor, DEMO_BACKEND_PORT)
-        except Exception as exc:  # noqa: BLE001 - CannotListenError: explain, do not trace
-            print(f"tlsfront demo: cannot start the demo backend on 127.0.0.1:{DEMO_BACKEND_PORT}: {exc}\n"
-                  f"  fix: stop whatever listens there (ss -ltnp 'sport = :{DEMO_BACKEND_PORT}')",
-                  file=sys.stderr)
-            reactor.callWhenRunning(reactor.stop)
+        for host, port in backends:
+            try:
+                demo_backend.listen(reactor, port, host)
+            except Exception as exc:  # noqa: BLE001 - CannotListenError: explain, do not trace
+                print(f"tlsfront demo: cannot start the demo backend on {host}:{port}: {exc}\n"
+                      f"  fix: stop whatever listens there (ss -ltnp 'sport = :{port}')",
+                      file=sys.stderr)
+                reactor.callWhenRunning(reactor.stop)
 
     def announce(server) -> None:
         print(f"tlsfront demo: certificate {cert} (self-signed; curl -k or --cacert {cert})")
-        print(f"  demo backend  http://127.0.0.1:{DEMO_BACKEND_PORT}/")
+        for host, port in backends:
+            print(f"  demo backend  http://{host}:{port}/")
         for v in cfg.vhosts:
             host = "127.0.0.1" if v.listen.is_wildcard else v.listen.host
             scheme = "https" if v.is_tls else "http"

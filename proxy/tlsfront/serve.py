@@ -198,6 +198,9 @@ def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None
     """
     from .vhosts import VHostTable
 
+    # Signals first: a SIGTERM that arrives while we start must still mean a
+    # clean stop, not death by the default action.
+    signals = _Signals()
     table = VHostTable(config.vhosts)
     try:
         bound = bind_all(table.bind_addresses())
@@ -252,26 +255,17 @@ def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None
         pid_file.write_text(f"{os.getpid()}\n")
     hooks.error("startup", None, version=_tlsfront_version(), versions=_versions())
 
-    def on_term(signum, frame) -> None:
-        name = signal.Signals(signum).name
-        reactor.callFromThread(_stop, name)
-
-    def _stop(name: str) -> None:
+    def stop(name: str) -> None:
         d = server.graceful_stop(name)
         d.addBoth(lambda _: reactor.stop())
 
-    def on_usr1(signum, frame) -> None:
-        reactor.callFromThread(logs.reopen)
-
-    def install() -> None:
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_term)
-        signal.signal(signal.SIGUSR1, on_usr1)
+    def running() -> None:
         if announce is not None:
             announce(server)
+        signals.attach(reactor, stop, logs.reopen)
 
-    reactor.callWhenRunning(install)
-    reactor.run()
+    reactor.callWhenRunning(running)
+    reactor.run(installSignalHandlers=False)
     logs.flush()
     logs.close()
     if pid_file is not None:
@@ -280,6 +274,43 @@ def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None
         except OSError:
             pass
     return 0
+
+
+class _Signals:
+    """SIGTERM/SIGINT -> graceful stop, SIGUSR1 -> reopen logs; remembered until the reactor runs.
+
+    Twisted's own handlers are not installed (reactor.run(installSignalHandlers=False)):
+    its SIGTERM handler stops the reactor at once, without draining.
+    """
+
+    def __init__(self) -> None:
+        self.reactor = None
+        self.pending_stop: str | None = None
+        self.pending_reopen = False
+        self._stop = self._reopen = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+
+    def attach(self, reactor, stop, reopen) -> None:
+        self.reactor, self._stop, self._reopen = reactor, stop, reopen
+        if self.pending_stop is not None:
+            stop(self.pending_stop)
+        elif self.pending_reopen:
+            reopen()
+
+    def _on_term(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.reactor is None:
+            self.pending_stop = name
+        else:
+            self.reactor.callFromThread(self._stop, name)
+
+    def _on_usr1(self, signum, frame) -> None:
+        if self.reactor is None:
+            self.pending_reopen = True
+        else:
+            self.reactor.callFromThread(self._reopen)
 
 
 def _tlsfront_version() -> str:

@@ -441,3 +441,90 @@ def test_admin_health_and_metrics_count_traffic(stack):
     hs = [line for line in text.splitlines() if line.startswith("tlsfront_tls_handshakes_total{")
           and label in line and 'result="ok"' in line]
     assert hs and float(hs[0].rsplit(" ", 1)[1]) >= 1
+
+
+# -- TLS shutdown, signals ------------------------------------------------------------------------------
+
+def test_standard_tls_shutdown_sends_close_notify(stack):
+    """mod_ssl's default: close_notify sent, then FIN, without waiting for the client's."""
+    ctx = client_context(stack.pki.ca_cert)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", stack.ports["p_tls"]), timeout=5) as s:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(outgoing.read())
+                incoming.write(s.recv(65536))
+        tls.write(b"GET /bye HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        s.sendall(outgoing.read())
+        plain, close_notify = b"", False
+        while True:
+            data = s.recv(65536)
+            if not data:
+                incoming.write_eof()
+            else:
+                incoming.write(data)
+            try:
+                while True:
+                    chunk = tls.read(65536)
+                    if not chunk:  # CPython: b"" once close_notify was read (an EOF raises)
+                        close_notify = True
+                        break
+                    plain += chunk
+            except ssl.SSLWantReadError:
+                pass
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError) as exc:
+                close_notify = isinstance(exc, ssl.SSLZeroReturnError)
+                break
+            if close_notify or not data:
+                break
+        assert close_notify, "the proxy closed without close_notify"
+        assert s.recv(10) == b""  # and then the FIN, without waiting for ours
+    assert plain.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close\r\n" in plain
+
+
+def test_sigterm_lets_running_request_finish_and_sigusr1_reopens_logs(pki, tmp_path):
+    b_port, p_port = free_ports(2)
+    backend = start_backend(tmp_path, b_port)
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(f"""
+[server]
+error_log = "{tmp_path}/error.log"
+access_log = "{tmp_path}/access.log"
+shutdown_grace_seconds = 10
+[[vhost]]
+listen = "127.0.0.1:{p_port}"
+tls = {{ certificate = "{pki.server_cert}", key = "{pki.server_key}" }}
+backends = ["http://127.0.0.1:{b_port}"]
+""")
+    proxy = start_proxy(tmp_path, cfg, [("127.0.0.1", p_port)], name="sig")
+    try:
+        deadline = time.monotonic() + 10  # listening comes before the logs are open: wait for them
+        while "TLSF0001" not in ((tmp_path / "error.log").exists() and (tmp_path / "error.log").read_text()
+                                 or "") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (tmp_path / "access.log").rename(tmp_path / "access.log.1")
+        (tmp_path / "error.log").rename(tmp_path / "error.log.1")
+        proxy.popen.send_signal(__import__("signal").SIGUSR1)
+        deadline = time.monotonic() + 5
+        while not (tmp_path / "error.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "TLSF0008" in (tmp_path / "error.log").read_text()
+        slow = subprocess.Popen([CURL or "curl", "-sS", "-k", f"https://127.0.0.1:{p_port}/slow/1"],
+                                stdout=subprocess.PIPE)
+        time.sleep(0.4)  # the request is at the backend
+        proxy.popen.send_signal(__import__("signal").SIGTERM)
+        out, _ = slow.communicate(timeout=10)
+        assert echo_lines(out)[""] == ["GET /slow/1 HTTP/1.1"]  # answered despite SIGTERM
+        assert proxy.popen.wait(10) == 0
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", p_port), timeout=1).close()
+        assert "GET /slow/1" in (tmp_path / "access.log").read_text()  # the reopened file
+        log = (tmp_path / "error.log").read_text()
+        assert "TLSF0003" in log and "TLSF0004" in log
+    finally:
+        proxy.stop()
+        backend.stop()
