@@ -191,6 +191,83 @@ class HelloResult:
     consumed: int = 0
 
 
+class HelloWatcher:
+    """Feed it the client's bytes as they arrive; it keeps them until the ClientHello is complete.
+
+    For the data path's session-cache-miss count: call ``feed(data)`` from the
+    TLS protocol's ``dataReceived`` *before* passing the bytes on; it returns
+    None while it needs more, then the `HelloResult` once (and None after
+    that, having dropped its buffer).  Each call costs O(len(data)): record
+    headers are scanned incrementally and the hello is parsed once, when
+    complete (re-parsing from scratch on every byte would be quadratic, a gift
+    to a slow-loris client).  Memory is bounded: a hello claiming more than
+    `max_bytes`, or records that bring no complete hello within
+    ``2 * max_bytes`` bytes, end as TOO_LARGE.  After the handshake::
+
+        hello = watcher.result.hello if watcher.result else None
+        if hello is not None and hello.offers_resumption and not reused:
+            metrics.cache_miss(label)
+    """
+
+    __slots__ = ("_buf", "_pos", "_hs_bytes", "_need", "max_bytes", "result")
+
+    def __init__(self, max_bytes: int = MAX_CLIENT_HELLO_BYTES) -> None:
+        self._buf: bytearray | None = bytearray()
+        self._pos = 0  # start of the next record header in _buf
+        self._hs_bytes = 0  # handshake bytes seen in complete records
+        self._need: int | None = None  # handshake bytes the hello needs, once known
+        self.max_bytes = max_bytes
+        self.result: HelloResult | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._buf is None
+
+    def _finish(self, result: HelloResult) -> HelloResult:
+        self._buf = None
+        self.result = result
+        return result
+
+    def feed(self, data: bytes) -> HelloResult | None:
+        buf = self._buf
+        if buf is None:
+            return None
+        buf += data
+        n = len(buf)
+        while self._pos + 5 <= n:
+            pos = self._pos
+            length = (buf[pos + 3] << 8) | buf[pos + 4]
+            if buf[pos] != _TLS_HANDSHAKE or buf[pos + 1] != 3 or not 0 < length <= _MAX_RECORD:
+                return self._finish(parse_client_hello(bytes(buf[:pos + 5]), self.max_bytes))
+            if pos + 5 + length > n:
+                break
+            if self._need is None and self._hs_bytes < 4 <= self._hs_bytes + length:
+                # The 4-byte handshake header is complete: learn the hello's size (maybe
+                # split across records, so let the full parser read it).
+                head = parse_client_hello(bytes(buf[:pos + 5 + length]), self.max_bytes)
+                if head.status is not HelloStatus.NEED_MORE:
+                    return self._finish(head)
+                self._need = self._hello_size(bytes(buf[:pos + 5 + length]))
+            self._hs_bytes += length
+            self._pos = pos + 5 + length
+            if self._need is not None and self._hs_bytes >= self._need:
+                return self._finish(parse_client_hello(bytes(buf[:self._pos]), self.max_bytes))
+        if n > 2 * self.max_bytes:
+            return self._finish(HelloResult(HelloStatus.TOO_LARGE,
+                                            problem=f"no complete ClientHello in {n} bytes"))
+        return None
+
+    @staticmethod
+    def _hello_size(records: bytes) -> int:
+        hs = bytearray()
+        pos = 0
+        while len(hs) < 4 and pos + 5 <= len(records):
+            length = (records[pos + 3] << 8) | records[pos + 4]
+            hs += records[pos + 5:pos + 5 + length]
+            pos += 5 + length
+        return 4 + ((hs[1] << 16) | (hs[2] << 8) | hs[3])
+
+
 class _Bad(Exception):
     """Malformed hello (private: never escapes this module)."""
 

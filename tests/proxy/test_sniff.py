@@ -341,3 +341,41 @@ def test_mutated_real_hello_never_raises(hellos, data) -> None:
         raw[i] = data.draw(st.integers(0, 255))
     result = sniff.parse_client_hello(bytes(raw))
     assert result.status in HelloStatus
+
+
+def test_hello_watcher_byte_by_byte(hellos) -> None:
+    for name, data in hellos.items():
+        w = sniff.HelloWatcher()
+        results = [w.feed(data[i:i + 1]) for i in range(len(data))]
+        assert all(r is None for r in results[:-1]), name
+        assert results[-1] is not None and results[-1].status is HelloStatus.OK
+        assert w.done and w.result is results[-1]
+        assert w.result.hello == _facts(name, data)
+        assert w.feed(b"more") is None  # finished: nothing is kept
+
+
+def test_hello_watcher_is_bounded() -> None:
+    w = sniff.HelloWatcher(max_bytes=1000)
+    # A hello that claims 900 bytes, sent in 1-byte records: 6 bytes on the wire per byte.
+    hello = b"\x01\x00\x03\x84" + b"\x03\x03" + b"\x00" * 894
+    wire = b"".join(b"\x16\x03\x01\x00\x01" + hello[i:i + 1] for i in range(len(hello)))
+    results = [w.feed(wire[i:i + 50]) for i in range(0, len(wire), 50)]
+    done = [r for r in results if r is not None]
+    assert len(done) == 1 and done[0].status is HelloStatus.TOO_LARGE
+    assert sniff.HelloWatcher().feed(b"GET / HTTP/1.1\r\n").status is HelloStatus.INVALID
+    too_big = sniff.HelloWatcher(max_bytes=1000).feed(b"\x16\x03\x01\x00\x04\x01\x00\x10\x00")
+    assert too_big is not None and too_big.status is HelloStatus.TOO_LARGE
+
+
+def test_hello_watcher_parses_once(hellos, monkeypatch) -> None:
+    """Byte-by-byte feeding of a hello in 1-byte records parses it a bounded number of times
+    (not once per byte: that would be quadratic)."""
+    calls = []
+    real = sniff.parse_client_hello
+    monkeypatch.setattr(sniff, "parse_client_hello", lambda *a: calls.append(1) or real(*a))
+    data = _refragment(hellos["python-fresh"], 1)
+    w = sniff.HelloWatcher()
+    for i in range(len(data)):
+        w.feed(data[i:i + 1])
+    assert w.result is not None and w.result.hello == _facts("python-fresh", hellos["python-fresh"])
+    assert len(calls) <= 5, len(calls)
