@@ -15,10 +15,13 @@ without search permission), each appended to one startup error log.
 from __future__ import annotations
 
 import os
+import random
+import re
 import signal
 import ssl
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .common import (
@@ -190,9 +193,72 @@ def _drive(pki: CorpusPKI, ports: dict[str, int], t: Tally) -> None:
     time.sleep(0.5)
 
 
+def _drive_concurrent(pki: CorpusPKI, ports: dict[str, int], t: Tally, rounds: int = 25) -> None:
+    """Failing handshakes of several kinds at once from 12 threads, so that httpd's worker
+    threads interleave their AH02008 and `SSL Library Error:` lines: the lines of one event
+    are then joined only by pid/tid, as in a busy production log."""
+    main, verify = ports["main"], ports["verify"]
+
+    def alert_unknown_ca() -> str:
+        r = tls_request(main, "/", ca=pki.client_ca)  # trusts the wrong CA: rejects the server
+        assert r.status == 0 and "CERTIFICATE_VERIFY_FAILED" in r.error, r
+        return "client_rejected_cert"
+
+    def no_shared_cipher() -> str:
+        r = tls_request(main, "/", version=ssl.TLSVersion.TLSv1_2, ciphers="AES128-SHA256:AES256-SHA")
+        assert r.status == 0, r
+        return "no_shared_cipher"
+
+    def old_protocol() -> str:
+        r = tls_request(main, "/", version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0")
+        assert r.status == 0, r
+        return "protocol_mismatch"
+
+    def no_client_cert() -> str:
+        r = tls_request(verify, "/")
+        assert r.status == 0, r
+        return "client_cert_missing"
+
+    def stranger_cert() -> str:
+        r = tls_request(verify, "/", cert=(pki.stranger_cert, pki.stranger_key))
+        assert r.status == 0, r
+        return "client_cert_invalid"
+
+    def plain() -> str:
+        assert plain_http(main) == 400
+        t.status["4xx"] += 1
+        return "plain_http_on_tls_port"
+
+    def good() -> str:
+        r = tls_request(main, "/", ca=pki.ca)
+        assert r.status == 200, r
+        t.request(r)
+        return ""
+
+    jobs = [alert_unknown_ca, no_shared_cipher, old_protocol, no_client_cert, stranger_cert, plain, good] * rounds
+    random.Random(3).shuffle(jobs)
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        for category in pool.map(lambda job: job(), jobs):
+            if category:
+                t.hit(category)
+    time.sleep(0.5)
+
+
+def interleavings(error_log: Path) -> int:
+    """How many `SSL Library Error:` lines do not directly follow a line of their own pid/tid."""
+    n, prev = 0, None
+    for line in error_log.read_text(errors="replace").splitlines():
+        m = re.search(r"\[pid (\d+)(?::tid (\d+))?\]", line)
+        key = m.groups() if m else None
+        if "SSL Library Error:" in line and key != prev:
+            n += 1
+        prev = key
+    return n
+
+
 def run_main(out: Path, work: Path, pki: CorpusPKI, *, mpm: str = "event",
-             error_log_format: str | None = None) -> Tally:
-    d = work / f"apache-{mpm}{'-fmt' if error_log_format else ''}"
+             error_log_format: str | None = None, concurrent: bool = False) -> Tally:
+    d = work / f"apache-{mpm}{'-fmt' if error_log_format else ''}{'-conc' if concurrent else ''}"
     _write_htdocs(d)
     t = Tally()
     with backends() as be:
@@ -205,7 +271,7 @@ def run_main(out: Path, work: Path, pki: CorpusPKI, *, mpm: str = "event",
         try:
             for p in ports.values():
                 wait_port(p, proc=proc)
-            _drive(pki, ports, t)
+            (_drive_concurrent if concurrent else _drive)(pki, ports, t)
         finally:
             stop(proc)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from . import apache, haproxy, nginx
-from .common import Tally, chown_tree, fresh_case, check_signatures, count_lines, make_pki, retrying, write_truth
+from .common import LogDisagrees, Tally, chown_tree, fresh_case, check_signatures, count_lines, make_pki, retrying, write_truth
 
 DATA = Path(__file__).resolve().parent.parent / "data"  # logs/<case>/<file> and truth/<case>/<file>.truth.json
 
@@ -69,17 +69,22 @@ def _apache_truths(out: Path, t: Tally, *, access: bool) -> None:
 
 
 def build_apache(root: Path, work: Path, pki) -> None:
-    runs = (("apache24-event", "event", None, True), ("apache24-prefork", "prefork", None, False),
-            ("apache24-errorlogformat22", "event", ERRORLOGFORMAT_22, False))
-    for name, mpm, fmt, access in runs:
+    runs = (("apache24-event", "event", None, True, False), ("apache24-prefork", "prefork", None, False, False),
+            ("apache24-errorlogformat22", "event", ERRORLOGFORMAT_22, False, False),
+            ("apache24-concurrent", "event", None, False, True))
+    for name, mpm, fmt, access, concurrent in runs:
 
-        def once(mpm=mpm, fmt=fmt, access=access, name=name) -> Tally:
+        def once(mpm=mpm, fmt=fmt, access=access, name=name, concurrent=concurrent) -> Tally:
             out = fresh_case(root, name)
-            t = apache.run_main(out, work / f"{name}-{uuid.uuid4().hex[:6]}", pki, mpm=mpm, error_log_format=fmt)
+            t = apache.run_main(out, work / f"{name}-{uuid.uuid4().hex[:6]}", pki, mpm=mpm, error_log_format=fmt,
+                                concurrent=concurrent)
             _apache_truths(out, t, access=access)
+            if concurrent and apache.interleavings(out / "error.log") == 0:
+                raise LogDisagrees(f"{out}/error.log: no interleaved lines; the case would test nothing")
             return t
 
-        t = retrying(once)
+        # interleaving is a race: the concurrent case may need a few runs to show one
+        t = retrying(once, attempts=10 if concurrent else 3)
         print(f"{name}: {dict(t.events)} status {dict(t.status)} protocols {dict(t.protocols)}")
     out = fresh_case(root, "apache24-startup")
     t = apache.run_startup_failures(out, work, pki)
