@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -37,6 +38,9 @@ shutdown_grace_seconds = 2
 
 [admin]
 listen = "127.0.0.1:{p_admin}"
+
+[timeouts]
+client_handshake_seconds = 1
 
 [tls]
 certificate = "{pki.server_cert}"
@@ -131,20 +135,26 @@ def test_prometheus_sees_every_count_exactly(world) -> None:
     for _ in range(2):
         _s_client(ports["p_client"], "-tls1_2")                                      # no client cert x2
     assert _curl("--cacert", ca, f"https://127.0.0.1:{ports['p_down']}/") == "502"  # backend down x1
+    with socket.create_connection(("127.0.0.1", ports["p_main"])) as s:             # eof x2: half a hello
+        s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    with socket.create_connection(("127.0.0.1", ports["p_main"])) as s:
+        s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40)
+    silent = socket.create_connection(("127.0.0.1", ports["p_client"]))            # timeout x1: silence
 
     fail = 'tlsfront_tls_handshake_failures_total{{vhost="{v}",reason="{r}",alert="{a}"}}'
     expected = {
         f'tlsfront_http_requests_total{{vhost="{main}",code="2xx"}}': 3,
         f'sum(tlsfront_tls_handshakes_total{{vhost="{main}",result="ok"}})': 3,
-        f'sum(tlsfront_tls_handshakes_total{{vhost="{main}",result="failed"}})': 5,
+        f'sum(tlsfront_tls_handshakes_total{{vhost="{main}",result="failed"}})': 7,
         f'sum(tlsfront_tls_negotiated_total{{vhost="{main}"}})': 3,
         fail.format(v=main, r="unsupported_protocol", a="none"): 1,
         fail.format(v=main, r="no_shared_cipher", a="none"): 2,
         fail.format(v=main, r="client_rejected_cert", a="unknown_ca"): 1,
         fail.format(v=main, r="plain_http", a="none"): 1,
-        fail.format(v=main, r="eof", a="none"): 0,
+        fail.format(v=main, r="eof", a="none"): 2,
+        fail.format(v=client, r="timeout", a="none"): 1,
         fail.format(v=client, r="client_cert_missing", a="none"): 2,
-        f'sum(tlsfront_tls_handshake_failures_total{{vhost="{client}"}})': 2,
+        f'sum(tlsfront_tls_handshake_failures_total{{vhost="{client}"}})': 3,
         f'tlsfront_http_requests_total{{vhost="{down}",code="5xx"}}': 1,
         f'tlsfront_backend_errors_total{{vhost="{down}",backend="127.0.0.1:{ports["dead"]}",kind="refused"}}': 1,
         f'tlsfront_backend_up{{vhost="{down}",backend="127.0.0.1:{ports["dead"]}"}}': 0,
@@ -158,6 +168,7 @@ def test_prometheus_sees_every_count_exactly(world) -> None:
         if seen == expected or time.monotonic() > deadline:
             break
         time.sleep(0.5)
+    silent.close()
     wrong = {e: (seen[e], want) for e, want in expected.items() if seen[e] != want}
     assert not wrong, f"(seen, expected) per query: {wrong}\nerror log:\n{(d / 'error.log').read_text()[-3000:]}"
     if PROMTOOL:
