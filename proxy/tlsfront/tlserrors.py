@@ -272,11 +272,19 @@ def classify(exc: Any, verify_error: str | None = None) -> HandshakeFailure:
 
 
 def _eof_text(value: BaseException) -> str:
-    if isinstance(value, (_terror.ConnectionDone,)):
-        return "connection closed before the handshake completed"
-    if isinstance(value, ConnectionResetError):
-        return "connection reset before the handshake completed"
+    # Twisted turns an unexpected TCP EOF into ConnectionLost (tls._representsEOF).
+    for kind, text in _EOF_TEXTS:
+        if isinstance(value, kind):
+            return text
     return _short(f"{type(value).__name__}: {value}")
+
+
+_EOF_TEXTS: tuple[tuple[type[BaseException], str], ...] = (
+    (_terror.ConnectionDone, "connection closed before the handshake completed"),
+    (ConnectionResetError, "connection reset before the handshake completed"),
+    (_terror.ConnectionLost, "connection lost before the handshake completed"),
+    (_terror.ConnectionAborted, "connection aborted before the handshake completed"),
+)
 
 
 def _short(text: str, limit: int = 200) -> str:
