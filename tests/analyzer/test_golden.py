@@ -198,3 +198,28 @@ def test_golden_compressed_copy(log: Path, ext: str, tmp_path: Path):
     packed = tmp_path / f"{log.name}.{ext}"
     packed.write_bytes(COMPRESSORS[ext](log.read_bytes()))
     assert_matches(scan(packed), expected_sum([log]), f"tlslog scan {packed.name}")
+
+
+def _rotate(lines: list[bytes], cuts: list[int], directory: Path, name: str) -> None:
+    """Write lines as logrotate would leave them: <name>.2.gz (oldest), <name>.1, <name> (newest)."""
+    a, b = cuts
+    (directory / f"{name}.2.gz").write_bytes(gzip.compress(b"".join(lines[:a])))
+    (directory / f"{name}.1").write_bytes(b"".join(lines[a:b]))
+    (directory / name).write_bytes(b"".join(lines[b:]))
+
+
+@pytest.mark.parametrize("where", ["between_events", "inside_an_event"])
+def test_golden_rotated_set(where: str, tmp_path: Path):
+    """issue 3: a rotated set is read oldest first, as one stream. Cut either between two
+    connections, or between an AH02008 and its `SSL Library Error:` line (rotation does not
+    wait for mod_ssl to finish an event)."""
+    log = LOGS / "apache24-event" / "error.log"
+    lines = log.read_bytes().splitlines(keepends=True)
+    if where == "between_events":
+        starts = [i for i, line in enumerate(lines) if b"AH01964" in line]
+    else:
+        starts = [i + 1 for i, line in enumerate(lines) if b"AH02008" in line]
+    cuts = [starts[len(starts) // 3], starts[2 * len(starts) // 3]]
+    _rotate(lines, cuts, tmp_path, "error_log")
+    got = scan(tmp_path)
+    assert_matches(got, expected_sum([log]), f"tlslog scan <rotated set, cut {where}>")
