@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from OpenSSL import SSL
 from twisted.internet import error as terror
 from twisted.python.failure import Failure
@@ -335,3 +337,18 @@ def test_expired_server_cert_is_rejected_with_its_alert(pki, tmp_path) -> None:
     assert c_err is not None
     f = tlserrors.classify(s_err)
     assert (f.reason, f.alert) == ("client_rejected_cert", "certificate_expired")
+
+
+_words = st.sampled_from(["SSL routines", "", "tlsv1 alert", "sslv3 alert bad certificate", "no shared cipher",
+                          "ssl/tls alert unknown ca", "tls alert", "alert", "x", "tlsv13 alert certificate required"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.tuples(_words, _words, _words | st.text(max_size=30)),
+                          st.text(max_size=20), st.binary(max_size=10), st.integers(), st.none(),
+                          st.tuples(st.text(max_size=5))), max_size=4))
+def test_classify_never_raises(errors) -> None:
+    f = tlserrors.classify(SSL.Error(errors))
+    assert f.reason in tlserrors.REASONS
+    assert f.alert is None or f.alert in tlserrors.KNOWN_ALERTS
+    assert f.message_id == MESSAGES[f.log_key].id
