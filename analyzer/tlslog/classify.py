@@ -65,6 +65,7 @@ class Record:
     line: bytes = b""
     kind: str = "solo"
     detail: str = ""
+    src: int = 0  # index of the input file (set by the scan; a rotated set is one stream of several files)
 
 
 @dataclass(slots=True)
@@ -107,6 +108,10 @@ def merges(last_head: Record, rec: Record) -> bool:
         return False
     if rec.kind == "ngx_upstream":
         return last_head.detail == rec.detail
+    if rec.kind == "startup":
+        # one startup failure: its follow-up lines (AH02312, AH02564, AH01874 ...) are weak or say the same thing;
+        # a second definite cause (a PRNG failure after a mutex failure in a 2.0 log without pids) is another event
+        return not rec.strong or rec.category == last_head.category
     return True
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .classify import CONT, EVENT, HEAD, Record
-from .reasons import classify_openssl
+from .reasons import REASON_TABLE, classify_openssl, unpack
 from .timeparse import Clock
 
 
@@ -87,7 +87,7 @@ def _count_regex(pattern: re.Pattern[bytes]) -> Callable[[bytes], int]:
 
 _AP_LINE = re.compile(
     r"\[(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d(?:\.\d+)? \d{4})\] "
-    r"\[(?:(?P<module>[\w-]+):)?(?P<level>[a-z]+\d?)\] "
+    r"\[(?:(?P<module>[\w-]*):)?(?P<level>[a-z]+\d?)\] "
     r"(?:\[pid (?P<pid>\d+)(?::tid (?P<tid>\d+))?\] )?"
     r"(?:[\w.-]+\.c\(\d+\): )?"
     r"(?:\((?P<errno>-?\d+)\)(?P<errtext>[^:\[]*): )?"
@@ -103,7 +103,7 @@ _SERVER = re.compile(r"\(server ([^)\s]+)\)|\bvhost[= ]([^\s,;)]+)|key (\S+?):\d
 _AP_CANDIDATES = re.compile(
     rb"\] (?:\(-?\d+\)[^:\n]*: )?(?:\[(?:client|remote) [^\]\n]*\] )*(?:AH\d{5}: |TLSF\d{4}: )?"
     rb"(?:SSL (?:Library Error|library error|handshake)|Init: |mod_ssl: |Certificate (?:Verification|and private key)"
-    rb"|Failed to configure|Unable to|Cannot |Can't |Couldn't |Could not |Fatal error initialising"
+    rb"|Failed to |Unable to|Cannot |Can't |Couldn't |Could not |Fatal error initialising"
     rb"|Re-negotiation handshake|Request handshake read timeout|ap_proxy_connect_backend disabling"
     rb"|(?:proxy: )?(?:[\w-]+: )?(?:attempt to connect|failed to make connection|disabled connection"
     rb"|error reading status line|Error reading from remote)|Private key|Pass phrase|PRNG|System: |TLSF)"
@@ -137,6 +137,8 @@ R_REQTO = _r(r"^Request handshake read timeout", HEAD, "pre", "handshake_timeout
 R_MUTEX = _r(r"(?i)^(?:mod_ssl: )?(?:child )?(?:could not|couldn't|cannot|can't|unable to|failed to)\b.*mutex",
              HEAD, "startup", "mutex_permission_denied", True)
 R_PRNG = _r(r"PRNG (?:still contains insufficient|not seeded)", HEAD, "startup", "prng_not_seeded", True)
+# mod_ssl FAQ: "Why does mod_ssl stop with the error 'Failed to generate temporary 512 bit RSA private key'?" -> PRNG
+R_PRNG_TMP = _r(r"^Init: Failed to generate temporary \d+ bit (?:RSA|DH)", HEAD, "startup", "prng_not_seeded", True)
 R_PP_BAD = _r(r"^Init: (?:Pass phrase incorrect|Unable to? read pass ?phrase)", HEAD, "startup",
               "passphrase_failure", True)
 R_PP_NF = _r(r"^Init: Private key not found", HEAD, "startup", "passphrase_failure", False)
@@ -151,6 +153,8 @@ R_CERTF = _r(
     HEAD, "startup", "cert_file_unreadable", False)
 R_ENCKEY = _r(r"^Failed to configure encrypted \(\?\) private key", HEAD, "startup", "passphrase_failure", False)
 R_FATAL = _r(r"^Fatal error initialising mod_ssl", HEAD, "startup", None, False)
+# AH02026 (ssl:warn) is logged per connection, not at startup: one line, one event
+R_SCACHE_LOCK = _r(r"^Failed to acquire SSL session cache lock", EVENT, "solo", "session_cache_error", True)
 R_SCACHE = _r(r"(?i)^(?!.*is not configured).*(?:session ?cache|socache|shmcb|SSLSessionCache)", HEAD, "startup",
               "session_cache_error", True)
 R_PROXY_TRY = _r(r"attempt to connect to .* failed", HEAD, "proxy_try", "backend_unavailable", False,
@@ -169,12 +173,12 @@ AH_RULES: dict[str, Rule] = {
     "AH02040": R_VERIFY, "AH02261": R_RENEG, "AH01382": R_REQTO, "AH02565": R_KEYMIS, "AH02580": R_PP_BAD,
     "AH00023": R_MUTEX, "AH00957": R_PROXY_TRY, "AH00959": R_PROXY_DIS, "AH01114": R_PROXY_FAIL,
     "AH00940": R_PROXY_OFF, "AH01102": R_STATUS, "AH00898": R_READERR, "AH02561": R_CERTF, "AH02572": R_CERTF,
-    "AH02564": R_ENCKEY, "AH02312": R_FATAL,
+    "AH02564": R_ENCKEY, "AH02312": R_FATAL, "AH02026": R_SCACHE_LOCK,
 }
 #: text rules, in order (2.0/2.2 lines have no IDs; 2.4 IDs not in AH_RULES fall back here)
 TEXT_RULES: tuple[Rule, ...] = (
-    R_SSLERR, R_HS, R_HTTP, R_INT, R_STOP, R_VERIFY, R_RENEG, R_REQTO, R_MUTEX, R_PRNG, R_PP_BAD, R_PP_NF,
-    R_KEYMIS, R_RSAKEY, R_ENCKEY, R_CERTF, R_FATAL, R_SCACHE, R_PROXY_DIS, R_PROXY_TRY, R_PROXY_FAIL,
+    R_SSLERR, R_HS, R_HTTP, R_INT, R_STOP, R_VERIFY, R_RENEG, R_REQTO, R_MUTEX, R_PRNG, R_PRNG_TMP, R_PP_BAD, R_PP_NF,
+    R_KEYMIS, R_RSAKEY, R_ENCKEY, R_CERTF, R_FATAL, R_SCACHE_LOCK, R_SCACHE, R_PROXY_DIS, R_PROXY_TRY, R_PROXY_FAIL,
     R_PROXY_OFF, R_STATUS, R_READERR, R_SYSTEM,
 )
 
@@ -226,6 +230,52 @@ def _vhost(body: str) -> str | None:
     return None
 
 
+#: tlsfront's ``reason=`` values (docs/logs.md, TLSF0201-TLSF0205) -> category
+TLSF_REASONS: dict[str, str] = {
+    "no_shared_cipher": "no_shared_cipher",
+    "unsupported_protocol": "protocol_mismatch",
+    "client_rejected_cert": "client_rejected_cert",
+    "client_cert_missing": "client_cert_missing",
+    "client_cert_invalid": "client_cert_invalid",
+    "plain_http": "plain_http_on_tls_port",
+    "eof": "handshake_eof_or_reset",
+    "timeout": "handshake_timeout",
+    "not_tls": "other_tls_error",
+    "other": "other_tls_error",
+}
+#: tlsfront message IDs that are one event each without a reason= field (docs/logs.md "Message IDs")
+TLSF_EVENTS: dict[str, str] = {
+    "TLSF0301": "backend_unavailable",  # backend refused the connection
+    "TLSF0302": "backend_unavailable",  # backend reset the connection
+    "TLSF0303": "backend_timeout",  # backend timed out
+    "TLSF0306": "backend_unavailable",  # no backend available
+}
+#: tlsfront IDs that never are events (lifecycle, notices, debug, marked down/up: not a failed request)
+TLSF_QUIET = frozenset({"TLSF0304", "TLSF0305", "TLSF0206", "TLSF0207"})
+_TLSF_REASON = re.compile(r"\breason=(\w+)")
+#: startup categories a tlsfront configuration error (TLSF0101) can name
+_STARTUP_CATEGORIES = frozenset({"key_cert_mismatch", "passphrase_failure", "cert_file_unreadable",
+                                 "session_cache_error", "mutex_permission_denied", "prng_not_seeded"})
+
+
+def _decode_tlsf(code: str, body: str, key, m: re.Match, pos: int, line: bytes, ctx: Ctx) -> Record | None:
+    if code in TLSF_QUIET:
+        return None
+    category = TLSF_EVENTS.get(code)
+    if category is None:
+        r = _TLSF_REASON.search(body)
+        if r is not None:
+            category = TLSF_REASONS.get(r.group(1))
+            if category is None:  # a reason this analyzer does not know yet: keep the OpenSSL text's opinion
+                category = classify_openssl(body)[0] or "other_tls_error"
+    if category is None:
+        hit = classify_words(body)
+        if hit is None or (code < "TLSF0200" and hit[0] not in _STARTUP_CATEGORIES):
+            return None
+        category = hit[0]
+    return Record(EVENT, category, True, key, ctx.clock.apache(m.group("time")), _vhost(body), pos, line)
+
+
 def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
     """A candidate line of an Apache-format error log -> Record (or None: not about TLS or proxying)."""
     text = line.decode("utf-8", "replace")
@@ -240,6 +290,8 @@ def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
     if mc is not None:
         code = mc.group(1)
         body = msg[mc.end():]
+        if code[0] == "T":
+            return _decode_tlsf(code, body, (m.group("pid"), m.group("tid")), m, pos, line, ctx)
         rule = AH_RULES.get(code)
         if rule is not None and not rule.pattern.search(body):
             rule = None
@@ -251,12 +303,7 @@ def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
     pid, tid = m.group("pid"), m.group("tid")
     key = (pid, tid)
     if rule is None:
-        if code is None or not code.startswith("TLSF"):
-            return None
-        hit = classify_words(body)  # tlsfront wording outside mod_ssl's vocabulary
-        if hit is None:
-            return None
-        return Record(EVENT, hit[0], hit[1], key, ctx.clock.apache(m.group("time")), _vhost(body), pos, line)
+        return None
     category, strong = rule.category, rule.strong
     if rule.reasons:
         category, _reason = classify_openssl(body)
@@ -372,6 +419,54 @@ HA_TERMINATION: dict[str, str] = {
     "sH": "backend_timeout",  # timeout server while waiting for headers
     "sQ": "backend_timeout",  # timeout queue
 }
+#: %[fc_err] connection error codes (include/haproxy/connection-t.h, enum CO_ER_*, HAProxy 2.6) -> category, used
+#: when %[ssl_fc_err] carries no OpenSSL error
+HA_FC_ERR: dict[int, str] = {
+    24: "handshake_eof_or_reset",  # CO_ER_SSL_EMPTY "Connection closed during SSL handshake"
+    25: "handshake_eof_or_reset",  # CO_ER_SSL_ABORT "Connection error during SSL handshake"
+    26: "handshake_timeout",  # CO_ER_SSL_TIMEOUT "Timeout during SSL handshake"
+    29: "other_tls_error",  # CO_ER_SSL_RENEG
+    30: "client_cert_invalid",  # CO_ER_SSL_CA_FAIL "SSL client CA chain cannot be verified"
+    31: "client_cert_invalid",  # CO_ER_SSL_CRT_FAIL "SSL client certificate not trusted"
+    32: "other_tls_error",  # CO_ER_SSL_MISMATCH
+    33: "other_tls_error",  # CO_ER_SSL_MISMATCH_SNI
+    34: "other_tls_error",  # CO_ER_SSL_HANDSHAKE "SSL handshake failure"
+    35: "other_tls_error",  # CO_ER_SSL_HANDSHAKE_HB
+    36: "other_tls_error",  # CO_ER_SSL_KILLED_HB
+    38: "other_tls_error",  # CO_ER_SSL_EARLY_FAILED
+}
+# the documented error-log-format example: %[fc_err]/%[ssl_fc_err,hex]/%[ssl_c_err]/%[ssl_c_ca_err]/...
+_HA_ERRS = re.compile(r" (?P<fc>\d{1,3})/(?P<ssl>[0-9A-Fa-f]{8,16})/(?P<c>\d+)/(?P<ca>\d+)/")
+# %[ssl_fc_sni]/%sslv/%sslc appended to a log-format
+_HA_TLS = re.compile(r"(?P<sni>[^\s/]+)/(?P<proto>TLSv1(?:\.[0-3])?|SSLv3)/(?P<cipher>[^\s/]+)")
+_HA_NOTICE = re.compile(r"(?:<\d+>)?(?:\S+ +\d+ [\d:]+ \S+ \S*haproxy\[\d+\]: )?"
+                        r"(?:\[(?:NOTICE|WARNING|ALERT)\]|(?:Server|Proxy|backend|frontend) \S+ )")
+
+
+def _ha_errors(text: str) -> str | None:
+    m = _HA_ERRS.search(text)
+    if m is None:
+        return None
+    ssl_err = int(m.group("ssl"), 16) & 0xFFFFFFFF
+    if ssl_err:
+        lib, reason = unpack(f"{ssl_err:08X}", "")
+        cat = REASON_TABLE.get((lib, reason))
+        if cat is None:
+            cat = classify_openssl(text)[0] or "other_tls_error"
+        return cat
+    fc = int(m.group("fc"))
+    if fc == 0:
+        return None
+    return HA_FC_ERR.get(fc, "other_tls_error")
+
+
+def _ha_protocol(text: str, fallback_vhost: str, ctx: Ctx) -> None:
+    t = _HA_TLS.search(text)
+    if t is not None:
+        sni = t.group("sni")
+        vhost = sni if sni != "-" else fallback_vhost
+        ctx.protocols[(vhost, t.group("proto"))] += 1
+        ctx.ciphers[(vhost, t.group("cipher"))] += 1
 
 
 def decode_haproxy(line: bytes, pos: int, ctx: Ctx) -> Record | None:
@@ -382,14 +477,12 @@ def decode_haproxy(line: bytes, pos: int, ctx: Ctx) -> Record | None:
         status = m.group("status")
         if len(status) == 3 and status[0] in "12345":
             ctx.status[status[0] + "xx"] += 1
+        fe = m.group("fe").rstrip("~")
+        _ha_protocol(text[m.end():], fe, ctx)
         category = HA_TERMINATION.get(m.group("term")[:2])
         if category is None:
-            hit = classify_openssl(text)[0]
-            if hit is None:
-                return None
-            category = hit
-        return Record(EVENT, category, True, None, ctx.clock.clf(m.group("accept")), m.group("fe").rstrip("~"),
-                      pos, line)
+            return None
+        return Record(EVENT, category, True, None, ctx.clock.clf(m.group("accept")), fe, pos, line)
     m = _HA_CONN.match(text)
     if m is not None:
         ctx.understood += 1
@@ -398,13 +491,14 @@ def decode_haproxy(line: bytes, pos: int, ctx: Ctx) -> Record | None:
             return None
         return Record(EVENT, hit[0], hit[1], None, ctx.clock.clf(m.group("accept")), m.group("fe"), pos, line)
     m = _HA_TCP.match(text)
-    if m is not None:  # tcplog or a custom log-format, e.g. with %[ssl_fc_err]/%[ssl_fc_err_str]
+    if m is not None:  # tcplog or a custom (error-)log-format, e.g. with %[fc_err]/%[ssl_fc_err,hex]
         ctx.understood += 1
-        cat, _ = classify_openssl(text)
+        cat = _ha_errors(text) or classify_openssl(text)[0]
         if cat is None:
             return None
-        return Record(EVENT, cat, True, None, ctx.clock.clf(m.group("accept")), m.group("fe"), pos, line)
-    if "haproxy" in text or "[ALERT]" in text:  # startup messages: "[ALERT] (1) : config : ... unable to load ..."
+        return Record(EVENT, cat, True, None, ctx.clock.clf(m.group("accept")), m.group("fe").rstrip("~"), pos,
+                      line)
+    if _HA_NOTICE.match(text):  # HAProxy's own notices: "Server app/app1 is DOWN", "[ALERT] (1) : config : ..."
         ctx.understood += 1
         hit = classify_words(text)
         if hit is not None and hit[0] in ("key_cert_mismatch", "cert_file_unreadable", "passphrase_failure"):

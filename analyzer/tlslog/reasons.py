@@ -142,14 +142,14 @@ TEXT_TABLE: dict[str, str] = {
     "prng not seeded": "prng_not_seeded",
 }
 
-_ALERT_PREFIX = re.compile(r"^(?:sslv3|tlsv1|tlsv13|ssl/tls) alert ")
+_ALERT_PREFIX = re.compile(r"^(?:sslv3|tlsv1|tlsv13|ssl/tls|tls) alert ")  # "tls alert": OpenSSL 4
 #: ``error:<8 hex>:<library>:<function, empty in 3.x>:<reason>`` (the reason ends at ':' (nginx adds ``:SSL alert
 #: number 42``), at `` (`` (Apache adds ``(SSL alert number 42)``), at ')' or at the end).
 _ERR = re.compile(r"error:([0-9A-Fa-f]{8}):([^:\n]*):([^:\n]*):([^:()\n]*)")
 _ALERT_NUM = re.compile(r"SSL alert number (\d+)")
 # free text that names a reason without the error:... wrapper (HAProxy ssl_fc_err_str, 1.1 "func:reason" pairs)
 _FREE = re.compile(
-    r"(?i)((?:sslv3|tlsv1|tlsv13|ssl/tls) alert [a-z ]+?|http request|https proxy request|no shared ciphers?"
+    r"(?i)((?:sslv3|tlsv1|tlsv13|ssl/tls|tls) alert [a-z ]+?|http request|https proxy request|no shared ciphers?"
     r"|no shared signature algorithms|unsupported protocol|wrong version number|version too low|version too high"
     r"|no protocols available|inappropriate fallback|peer did not return a certificate|certificate verify failed"
     r"|unexpected eof while reading|key values mismatch|bad decrypt|bad password read|problems getting password"

@@ -22,7 +22,7 @@ from . import decoders
 from .blocks import BlockReader
 from .classify import EVENT, Group, Joiner, KeyState
 from .decoders import Ctx, Format
-from .sources import Input, decoded_chunks, expand, file_range
+from .sources import Input, decoded_chunks, expand, file_range, rotation_key
 from .store import FileStats, Store
 from .timeparse import Clock
 
@@ -52,12 +52,13 @@ class UnitResult:
     keys: dict[Hashable, KeyState] = field(default_factory=dict)
 
 
-def _emitter(store: Store, stats: FileStats, source: str) -> Callable[[Group], None]:
-    index = stats.index
+def _emitter(store: Store, files: dict[int, tuple[FileStats, str]]) -> Callable[[Group], None]:
+    """Events go to ``store``; each is attributed to the file (and source) of its group's first line."""
 
     def emit(g: Group) -> None:
         first = g.first
-        store.add_event(g.category, source, g.vhost, first.time, (index, first.pos), first.line)
+        stats, source = files[first.src]
+        store.add_event(g.category, source, g.vhost, first.time, (first.src, first.pos), first.line)
         stats.events += 1
 
     return emit
@@ -82,6 +83,7 @@ def process_chunks(
     decode = fmt.decode if fmt is not None else None
     candidates = fmt.candidates if fmt is not None else None
     decoder_failed = False
+    index = stats.index
     for offset, block in reader:
         stats.bytes_read += len(block)
         n = block.count(b"\n")
@@ -115,6 +117,7 @@ def process_chunks(
                 continue
             if rec is None:
                 continue
+            rec.src = index
             if rec.role == EVENT:
                 emit(Group.start(rec))
             else:
@@ -155,7 +158,7 @@ def run_unit(unit: Unit) -> UnitResult:
             warned.add(msg)
             stats.warnings.append(msg)
 
-    joiner = Joiner(_emitter(store, stats, source))
+    joiner = Joiner(_emitter(store, {unit.index: (stats, source)}))
     ctx = _new_ctx(unit.index, unit.tz)
     if unit.end is None:
         try:
@@ -173,23 +176,21 @@ def run_unit(unit: Unit) -> UnitResult:
     return UnitResult(unit.index, unit.seq, store, joiner.keys)
 
 
-def merge_units(results: list[UnitResult], source: str) -> Store:
-    """Merge the units of ONE file in order, close its open groups, return the file's store."""
-    results = sorted(results, key=lambda r: r.seq)
-    store = results[0].store
-    stats = store.files[results[0].index]
-    joiner = Joiner(_emitter(store, stats, source))
+def merge_stream(results: list[UnitResult], sources: dict[int, str]) -> Store:
+    """Merge the units of one stream (a file, or the files of a rotated set oldest first) in order, close the
+    groups still open at its end, return its store. A group cut by a rotation joins across the files."""
+    results = sorted(results, key=lambda r: (r.index, r.seq))
+    store = Store()
+    for r in results:
+        store.merge(r.store)
+    files = {idx: (fs, sources.get(idx, "unknown")) for idx, fs in store.files.items()}
+    joiner = Joiner(_emitter(store, files))
     joiner.keys = results[0].keys
     for later in results[1:]:
-        later_stats = later.store.files.pop(later.index)
-        store.merge(later.store)
-        stats.merge(later_stats)
         tmp = Joiner(joiner.emit)
         tmp.keys = later.keys
         joiner.merge(tmp)
-    before = stats.events
     joiner.finish()
-    del before
     return store
 
 
@@ -299,7 +300,7 @@ def _scan_stdin(inp: Input, forced: Format | None, tz: str | None) -> Store:
     if fmt is None and size:
         warn("format not recognised (use --input-format); lines counted as unparsed")
     source = fmt.source if fmt else "unknown"
-    joiner = Joiner(_emitter(store, stats, source))
+    joiner = Joiner(_emitter(store, {inp.index: (stats, source)}))
     ctx = _new_ctx(inp.index, tz)
 
     def all_chunks():
@@ -342,26 +343,48 @@ def scan(opts: ScanOptions, *, warn_path: Callable[[str, str], None] | None = No
             if opts.progress:
                 opts.progress(done, total)
     store = Store()
-    for inp in inputs:
-        if inp.is_stdin:
-            store.merge(_scan_stdin(inp, forced, opts.tz))
+    for stream in streams(inputs):
+        if stream[0].is_stdin:
+            store.merge(_scan_stdin(stream[0], forced, opts.tz))
             continue
-        results = by_file.get(inp.index)
-        extra = failed.get(inp.index)
+        results: list[UnitResult] = []
+        sources: dict[int, str] = {}
+        for inp in stream:
+            for res in by_file.get(inp.index, []):
+                results.append(res)
+                fmt = decoders.FORMATS.get(res.store.files[inp.index].format)
+                sources[inp.index] = fmt.source if fmt else "unknown"
         if results:
-            fmt = decoders.FORMATS.get(results[0].store.files[inp.index].format)
-            file_store = merge_units(results, fmt.source if fmt else "unknown")
-            if extra is not None:
-                fs = file_store.files[inp.index]
+            store.merge(merge_stream(results, sources))
+        for inp in stream:
+            extra = failed.get(inp.index)
+            if extra is None:
+                continue
+            fs = store.files.get(inp.index)
+            if fs is None:
+                store.files[inp.index] = extra
+            else:
                 fs.warnings[:0] = [w for w in extra.warnings if w not in fs.warnings]
-            store.merge(file_store)
-        elif extra is not None:
-            store.files[inp.index] = extra
     for fs in store.files.values():
         if fs.readable and fs.bytes_read == 0 and any(w.startswith(("cannot", "corrupt", "read error"))
                                                       for w in fs.warnings):
             fs.readable = False
     return ScanResult(store, inputs)
+
+
+def streams(inputs: list[Input]) -> list[list[Input]]:
+    """Consecutive inputs of one rotated set (``error_log.2.gz, error_log.1, error_log``) form one stream: an
+    event cut by the rotation is joined across the files. Every other input is a stream of its own."""
+    out: list[list[Input]] = []
+    last_set = None
+    for inp in inputs:
+        key = None if inp.is_stdin else rotation_key(inp.path)[0]
+        if key is not None and key == last_set and out:
+            out[-1].append(inp)
+        else:
+            out.append([inp])
+        last_set = key
+    return out
 
 
 def default_jobs() -> int:
