@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,7 +270,7 @@ class ErrorLogFormatter:
         self._fixed_pid = pid is not None
         self._pid_field = f"[pid {pid if pid is not None else os.getpid()}]"
         if not self._fixed_pid:
-            os.register_at_fork(after_in_child=self._refresh_pid)
+            _follow_fork.add(self)
         # Pre-joined "[module:level] [pid N] " per message key.
         self._heads: dict[str, str] = {}
         self._build_heads()
@@ -299,6 +300,18 @@ class ErrorLogFormatter:
         """A line outside the table (e.g. Twisted's own log events); text is escaped."""
         client_field = f"[client {client[0]}:{client[1]}] " if client is not None else ""
         return f"{error_time(when)} [{module}:{level}] {self._pid_field} {client_field}{message_id}: {escape(text)}\n"
+
+
+# Formatters that write the current pid; weak, so a reload's old formatter can go.
+_follow_fork: "weakref.WeakSet[ErrorLogFormatter]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for formatter in list(_follow_fork):
+        formatter._refresh_pid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # -- access log (vhost_combined + quirks) ---------------------------------------------------------
