@@ -208,7 +208,6 @@ class Pool:
             if conn.idle_call is not None and conn.idle_call.active():
                 conn.idle_call.cancel()
             conn.idle_call = None
-            conn.transport.resumeProducing()
             self.reused_total += 1
             sink.backend_connected(conn, backend, True)
             return

@@ -64,7 +64,10 @@ ERROR_BODIES: dict[int, bytes] = {
 }
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
-ACCURATE_SHUTDOWN_WAIT_SECONDS = 5.0  # ssl-accurate-shutdown: how long the peer's close_notify is awaited
+ACCURATE_SHUTDOWN_WAIT_SECONDS = 5.0
+# What a connection may hold before it stops reading: body bytes that arrived
+# before the backend connection, pipelined bytes behind a running exchange.
+BUFFER_LIMIT_BYTES = 64 * 1024  # ssl-accurate-shutdown: how long the peer's close_notify is awaited
 
 
 class Hooks:
@@ -207,6 +210,7 @@ class FrontendProtocol(Protocol):
         self._timer_kind = ""
         self._queued: list = []
         self._backlog: list[bytes] = []
+        self._backlog_bytes = 0
         self._busy = False  # between a request's head and its response's end
         self._closing = False
         self._tls_headers: list | None = None
@@ -227,6 +231,7 @@ class FrontendProtocol(Protocol):
         self._order: list = []
         self._head: bytes = b""
         self._body_buffer: list[bytes] = []
+        self._buffered = 0
         self._req_done = False
         self._resp: http1.Response | None = None
         self._resp_head_sent = False
@@ -369,7 +374,11 @@ class FrontendProtocol(Protocol):
         if self._closing:
             return  # answered and closing: whatever still arrives is dropped
         if self._busy and self._req_done or self._queued:
+            # Pipelined bytes wait for the running exchange; past a bound, stop reading.
             self._backlog.append(data)
+            self._backlog_bytes += len(data)
+            if self._backlog_bytes > BUFFER_LIMIT_BYTES:
+                self._gate.pause("exchange")
             return
         if self._timer_kind == "keepalive":
             self._set_timer(self.env.timeouts.client_header_seconds, "header")
@@ -447,7 +456,6 @@ class FrontendProtocol(Protocol):
             fwd.append((b"Content-Length", b"%d" % req.content_length))
         self._head = http1.request_head_bytes(req.method, req.target, fwd)
         self._order = site.upstream.order()
-        self._gate.pause("connect")
         self._next_backend()
 
     def _redirect(self, vhost: VHost) -> None:
@@ -470,8 +478,11 @@ class FrontendProtocol(Protocol):
             self._timer.reset(self.env.timeouts.client_body_idle_seconds)
         conn = self.conn
         if conn is None:
-            if not self._status:  # not connected yet: keep (bounded: the client is paused)
+            if not self._status:  # not connected yet: keep, and stop reading past a bound
                 self._body_buffer.append(data)
+                self._buffered += len(data)
+                if self._buffered > BUFFER_LIMIT_BYTES:
+                    self._gate.pause("connect")
             return  # already answered (error, redirect): the rest of the body is dropped
         if self.req.chunked:
             conn.transport.writeSequence(http1.chunk(data))
@@ -480,7 +491,6 @@ class FrontendProtocol(Protocol):
 
     def _request_end(self) -> None:
         self._req_done = True
-        self._gate.pause("exchange")
         if self._timer_kind == "body":
             self._cancel_timer()
         conn = self.conn
@@ -740,8 +750,9 @@ class FrontendProtocol(Protocol):
             self._close()
             return
         gate = self._gate
-        gate.resume("connect")
-        gate.resume("exchange")
+        if gate.reasons:
+            gate.resume("connect")
+            gate.resume("exchange")
         self._set_timer(self.env.timeouts.client_keepalive_seconds, "keepalive")
         queued, self._queued = self._queued, []
         if queued:
@@ -749,6 +760,7 @@ class FrontendProtocol(Protocol):
             self._handle(queued)
         if self._backlog and not (self._busy and self._req_done) and not self._queued:
             backlog, self._backlog = self._backlog, []
+            self._backlog_bytes = 0
             for data in backlog:
                 self.dataReceived(data)
 

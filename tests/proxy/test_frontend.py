@@ -168,19 +168,32 @@ def test_pipelined_requests_wait_for_the_previous_answer(tmp_path):
     proto, t = h.client()
     proto.dataReceived(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
     bp, bt = h.connect_backend()
-    assert bt.value().count(b"GET ") == 1
-    assert t.producerState == "paused"  # no more reading while the answer is pending
+    assert bt.value().count(b"GET ") == 1  # the second waits for the first answer
     bp.dataReceived(OK)
     assert bt.value().count(b"GET ") == 2 and b"GET /2 " in bt.value()
     bp.dataReceived(OK)
     assert t.value() == OK + OK and t.producerState == "producing"
 
 
+def test_pipelined_backlog_is_bounded(tmp_path):
+    h = Harness(tmp_path)
+    proto, t = h.client()
+    proto.dataReceived(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    bp, bt = h.connect_backend()
+    for _ in range(10):  # a client pipelining far ahead
+        proto.dataReceived(b"GET /n HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 8000 + b"\r\n\r\n")
+    assert t.producerState == "paused"  # it stopped reading at the bound
+    for n in range(1, 11):
+        bp.dataReceived(OK)
+        assert bt.value().count(b"GET /n ") == n  # one at a time, in order
+    bp.dataReceived(OK)
+    assert t.value() == OK * 11 and t.producerState == "producing"
+
+
 def test_upload_and_download_flow_control(tmp_path):
     h = Harness(tmp_path)
     proto, t = h.client()
     proto.dataReceived(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345")
-    assert t.producerState == "paused"  # body waits for the backend connection
     bp, bt = h.connect_backend()
     assert bt.value().endswith(b"\r\n\r\n12345")
     assert t.producerState == "producing"
@@ -198,6 +211,18 @@ def test_upload_and_download_flow_control(tmp_path):
     bp.dataReceived(b"0\r\n\r\n")
     assert t.value().endswith(b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
     assert t.producer is None
+
+
+def test_body_before_backend_connection_is_bounded(tmp_path):
+    h = Harness(tmp_path)
+    proto, t = h.client()
+    proto.dataReceived(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n")
+    proto.dataReceived(b"a" * 40000)
+    assert t.producerState == "producing"
+    proto.dataReceived(b"b" * 40000)
+    assert t.producerState == "paused"  # 80 kB waiting for the connect: stop reading
+    _, bt = h.connect_backend()
+    assert t.producerState == "producing" and bt.value().endswith(b"a" * 40000 + b"b" * 40000)
 
 
 def test_expect_continue_answered_by_the_proxy(tmp_path):
