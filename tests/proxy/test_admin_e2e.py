@@ -11,9 +11,11 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -171,6 +173,16 @@ def test_prometheus_sees_every_count_exactly(world) -> None:
     silent.close()
     wrong = {e: (seen[e], want) for e, want in expected.items() if seen[e] != want}
     assert not wrong, f"(seen, expected) per query: {wrong}\nerror log:\n{(d / 'error.log').read_text()[-3000:]}"
+    # The same events, read back from the error log by the analyzer (issue 3's round trip).
+    tlslog = Path(sys.executable).parent / "tlslog"
+    if tlslog.exists():
+        out = subprocess.run([str(tlslog), "scan", "--format", "json", str(d / "error.log")],
+                             capture_output=True, timeout=60)
+        events = json.loads(out.stdout)["events"]
+        assert {k: v for k, v in events.items() if v} == {
+            "plain_http_on_tls_port": 1, "client_rejected_cert": 1, "no_shared_cipher": 2,
+            "protocol_mismatch": 1, "client_cert_missing": 2, "handshake_eof_or_reset": 2,
+            "handshake_timeout": 1, "backend_unavailable": 1}, out.stdout
     if PROMTOOL:
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['p_admin']}/metrics", timeout=5) as r:
             text = r.read()
