@@ -190,12 +190,20 @@ def _versions() -> str:
             f"pyOpenSSL/{OpenSSL.__version__} {backend.openssl_version_text()}")
 
 
-def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None) -> int:
+def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None,
+        single_process: bool = False) -> int:
     """Bind, build contexts, serve until SIGTERM. Returns the exit code.
 
     `extra_setup(reactor, server)` runs once the server is built (demo.py starts its
     backend there); `announce(server)` runs once listening.
+
+    By default the master process runs (master.py: workers, reload, shared session
+    cache; `extra_setup` then runs in a helper process with server=None, `announce`
+    gets None); `single_process=True` keeps everything in this process (no SIGHUP).
     """
+    if not single_process:
+        from . import master
+        return master.run(config, stderr=stderr, extra_setup=extra_setup, announce=announce)
     from .vhosts import VHostTable
 
     # Signals first: a SIGTERM that arrives while we start must still mean a
