@@ -236,3 +236,27 @@ def test_workers_summed_through_snapshot_files(pki, tmp_path) -> None:
     if PROMTOOL:
         r = subprocess.run([PROMTOOL, "check", "metrics"], input=generate_latest(reg), capture_output=True)
         assert r.returncode == 0, r.stdout
+
+
+def test_reload_keeps_counts_and_adds_new_vhosts(setup, pki) -> None:
+    m, reg, tls, _ = setup
+    m.handshake_ok(tls, "TLSv1.3", "TLS_AES_128_GCM_SHA256", False, 0.001)
+    extra = VHost(2, "new.test", Address("127.0.0.2", 9443), TLSSettings(certs=(CertKey(pki.other_cert, pki.other_key),)), ())
+    m.set_vhosts((*_vhosts(pki), extra))
+    assert reg.get_sample_value("tlsfront_tls_handshakes_total",
+                                {"vhost": tls, "protocol": "TLSv1.3", "result": "ok"}) == 1
+    assert reg.get_sample_value("tlsfront_tls_handshake_failures_total",
+                                {"vhost": "new.test:9443", "reason": "timeout", "alert": "none"}) == 0
+    cns = {c.subject_cn for c in m.certificates}
+    assert cns == {"localhost", "other.test"}
+
+
+def test_days_left(pki) -> None:
+    from tlsfront.metrics import certificate_facts, days_left, not_after_text
+    facts = certificate_facts("v:443", pki.server_cert)
+    assert facts is not None
+    assert days_left(facts, now=facts.not_after - 86400 * 14) == pytest.approx(14)
+    assert days_left(facts, now=facts.not_after + 86400) == pytest.approx(-1)
+    assert not_after_text(facts).endswith(" UTC")
+    expired = certificate_facts("v:443", pki.client_expired_cert)
+    assert expired is not None and days_left(expired) < 0
