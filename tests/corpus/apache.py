@@ -37,7 +37,7 @@ SSL_REQUEST_FORMAT = r'"%t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x \"%r\" %b"'
 
 
 def _base(d: Path, mpm: str, error_log: Path, error_log_format: str | None, listens: list[int],
-          modules: tuple[str, ...]) -> str:
+          modules: tuple[str, ...], log_level: str = "info ssl:info") -> str:
     lines = [
         f"ServerRoot {d}",
         f"PidFile {d}/run/httpd.pid",
@@ -48,7 +48,7 @@ def _base(d: Path, mpm: str, error_log: Path, error_log_format: str | None, list
         "ServerName localhost",
         "TypesConfig /etc/mime.types",
         f"ErrorLog {error_log}",
-        "LogLevel info ssl:info",
+        f"LogLevel {log_level}",
         # no TCP_DEFER_ACCEPT: accept silent connections at once, so handshake timeouts and
         # connect-then-close are seen by httpd (with "data" the kernel hides them)
         "AcceptFilter http none",
@@ -59,7 +59,7 @@ def _base(d: Path, mpm: str, error_log: Path, error_log_format: str | None, list
         *(f"Listen 127.0.0.1:{p}" for p in listens),
     ]
     if error_log_format:
-        lines.insert(lines.index("LogLevel info ssl:info"), f'ErrorLogFormat "{error_log_format}"')
+        lines.insert(lines.index(f"LogLevel {log_level}"), f'ErrorLogFormat "{error_log_format}"')
     return "\n".join(lines) + "\n"
 
 
@@ -71,11 +71,11 @@ def _write_htdocs(d: Path) -> None:
 
 
 def _main_conf(d: Path, pki: CorpusPKI, ports: dict[str, int], be: dict[str, int], mpm: str,
-               error_log_format: str | None) -> str:
+               error_log_format: str | None, log_level: str = "info ssl:info") -> str:
     logs = d / "logs"
     conf = _base(d, mpm, logs / "error.log", error_log_format,
                  [ports["main"], ports["verify"], ports["legacy"]],
-                 ("ssl", "socache_shmcb", "proxy", "proxy_http", "reqtimeout"))
+                 ("ssl", "socache_shmcb", "proxy", "proxy_http", "reqtimeout"), log_level)
     conf += f"""
 LogFormat "%h %l %u %t \\"%r\\" %>s %O \\"%{{Referer}}i\\" \\"%{{User-Agent}}i\\"" combined
 LogFormat "%v:%p %h %l %u %t \\"%r\\" %>s %O \\"%{{Referer}}i\\" \\"%{{User-Agent}}i\\"" vhost_combined
@@ -257,14 +257,15 @@ def interleavings(error_log: Path) -> int:
 
 
 def run_main(out: Path, work: Path, pki: CorpusPKI, *, mpm: str = "event",
-             error_log_format: str | None = None, concurrent: bool = False) -> Tally:
-    d = work / f"apache-{mpm}{'-fmt' if error_log_format else ''}{'-conc' if concurrent else ''}"
+             error_log_format: str | None = None, concurrent: bool = False,
+             log_level: str = "info ssl:info") -> Tally:
+    d = work / f"apache-{mpm}"
     _write_htdocs(d)
     t = Tally()
     with backends() as be:
         ports = {"main": free_port(), "verify": free_port(), "legacy": free_port()}
         conf = d / "httpd.conf"
-        conf.write_text(_main_conf(d, pki, ports, be, mpm, error_log_format))
+        conf.write_text(_main_conf(d, pki, ports, be, mpm, error_log_format, log_level))
         chown_tree(work)
         proc = run_bg(["apache2", "-f", str(conf), "-DFOREGROUND"],
                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
