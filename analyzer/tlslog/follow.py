@@ -23,9 +23,11 @@ picked up), stats every path and reads what was added since the last poll:
 
 Lines go to the scan's own per-block pipeline (:func:`tlslog.scan.process_chunks`: the format's candidate regex,
 decoders, the :class:`~tlslog.classify.Joiner` and the mergeable :class:`~tlslog.store.Store`), one call per batch
-of complete lines, so follow mode classifies exactly as ``tlslog scan`` does. A multi-line event (Apache's
-``AH02008`` and its ``SSL Library Error:`` lines) stays open until the next line of its key shows it is complete,
-or until its file has been idle for ``flush_seconds``.
+of complete lines, so follow mode classifies exactly as ``tlslog scan`` does. As in a scan of a rotated set, the
+successive files under one name are one *stream* (one joiner): an event whose lines a rotation cut in two is still
+one event; on a rename rotation the old file is read to its current end before the new one. A multi-line event
+(Apache's ``AH02008`` and its ``SSL Library Error:`` lines) stays open until the next line of its key shows it is
+complete, or until its stream has been idle for ``flush_seconds``.
 
 Time is injected (``clock``): unit tests call :meth:`Follower.poll` and move a fake clock; no sleeps.
 
@@ -91,6 +93,15 @@ class FollowOptions:
 
 
 @dataclass(eq=False)
+class Stream:
+    """The successive files under one name: one joiner, so events cut by a rotation stay whole."""
+
+    joiner: Joiner
+    last_fed: float = 0.0
+    users: int = 0  # files of the stream still open
+
+
+@dataclass(eq=False)
 class Tracked:
     """One file being read."""
 
@@ -98,7 +109,7 @@ class Tracked:
     path: str
     fd: int
     index: int
-    joiner: Joiner
+    stream: Stream
     clock: Clock
     offset: int = 0  # end of the last complete line handed to the pipeline
     read_to: int = 0  # bytes read so far (offset + the held partial line)
@@ -147,6 +158,7 @@ class Follower:
         self.by_path: dict[str, Tracked] = {}
         self.closed: dict[Key, _Closed] = {}
         self.copies: set[Key] = set()  # copies of files we read (copytruncate), never read themselves
+        self._sources: dict[int, str] = {}  # file index -> source, for events whose first line was in that file
         self._resume: dict[Key, FileEntry] = {}
         self._failed: dict[str, str] = {}
         self._next_index = 0
@@ -191,13 +203,18 @@ class Follower:
             t = self.files.get(key)
             cur = self.by_path.get(path)
             if cur is not None and cur.key != key:
-                # the name now holds another file: rename-and-create rotation (or delete and create)
+                # the name now holds another file: rename-and-create rotation (or delete and create).
+                # Read the old one to its current end first, so that its lines come before the new file's.
                 self.by_path.pop(path)
                 if cur.path == path:
                     cur.at_path = False
+                    try:
+                        got += self._read(cur, os.fstat(cur.fd).st_size, now)
+                    except OSError:  # pragma: no cover - fstat on an open descriptor does not fail on Linux
+                        pass
                 self.rotations["rename"] += 1
             if t is None:
-                t = self._open(path, key, st, now)
+                t = self._open(path, key, st, now, cur.stream if cur is not None and cur.key != key else None)
                 if t is None:
                     continue
             t.path, t.at_path = path, True
@@ -215,10 +232,10 @@ class Follower:
             got += n
             if n == 0 and now - t.last_data >= self.opts.drain_seconds:
                 self._let_go(t)
-        for t in self.files.values():
-            if t.joiner.keys and now - t.last_data >= self.opts.flush_seconds:
+        for stream in {id(t.stream): t.stream for t in self.files.values()}.values():
+            if stream.joiner.keys and now - stream.last_fed >= self.opts.flush_seconds:
                 with self.lock:
-                    t.joiner.finish()
+                    stream.joiner.finish()
         return got
 
     def close(self) -> None:
@@ -234,11 +251,14 @@ class Follower:
     def snapshot(self) -> Snapshot:
         """Offsets, open events and counters of this moment, for ``--positions`` (taken between polls)."""
         with self.lock:
-            files = [
-                FileEntry(t.key[0], t.key[1], t.path, t.offset, t.fp_len, t.fp,
-                          t.fmt.name if t.fmt is not None else None, joiner_keys_to_json(t.joiner.keys))
-                for t in self.files.values()
-            ]
+            files = []
+            saved: set[int] = set()
+            # a stream's open events are saved once, with its newest file (the one at the name)
+            for t in sorted(self.files.values(), key=lambda t: not t.at_path):
+                keys = [] if id(t.stream) in saved else joiner_keys_to_json(t.stream.joiner.keys)
+                saved.add(id(t.stream))
+                files.append(FileEntry(t.key[0], t.key[1], t.path, t.offset, t.fp_len, t.fp,
+                                       t.fmt.name if t.fmt is not None else None, keys))
             files += [FileEntry(k[0], k[1], c.path, c.offset, c.fp_len, c.fp, closed=True)
                       for k, c in self.closed.items()]
             # a copy of the counters: the caller writes them out after the lock is released
@@ -265,15 +285,24 @@ class Follower:
             self.read_errors += 1
             self._warn(path, msg)
 
-    def _new(self, path: str, key: Key, fd: int, now: float) -> Tracked:
+    def _new_stream(self, now: float) -> Stream:
+        stream = Stream(Joiner(lambda g: None), now)
+        stream.joiner.emit = self._emitter()
+        return stream
+
+    def _new(self, path: str, key: Key, fd: int, now: float, stream: Stream | None = None,
+             register: bool = True) -> Tracked:
         idx = self._next_index
         self._next_index += 1
-        t = Tracked(key, path, fd, idx, Joiner(lambda g: None), Clock(self.opts.tz), last_data=now)
-        t.joiner.emit = self._emitter(t)
-        self.files[key] = t
+        t = Tracked(key, path, fd, idx, stream or self._new_stream(now), Clock(self.opts.tz), last_data=now)
+        t.stream.users += 1
+        if register:
+            self.files[key] = t
+            self._sources[idx] = "unknown"
         return t
 
-    def _open(self, path: str, key: Key, st: os.stat_result, now: float) -> Tracked | None:
+    def _open(self, path: str, key: Key, st: os.stat_result, now: float,
+              stream: Stream | None = None) -> Tracked | None:
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
@@ -294,12 +323,12 @@ class Follower:
         if resume is not None and resume.fp_len:
             # same inode, other content or shorter: truncated (copytruncate) while we were stopped
             self.rotations["copytruncate"] += 1
-            self._recover_from_copy_entry(path, resume, now)
+            stream = self._recover_from_copy_entry(path, resume, now)
         closed = self.closed.get(key)
         if closed is not None and fingerprint_matches(fd, closed.fp_len, closed.fp):
             # a file we read to its end and let go comes back (renamed back, or matched again by a glob)
             del self.closed[key]
-            t = self._new(path, key, fd, now)
+            t = self._new(path, key, fd, now, stream)
             t.offset = t.read_to = closed.offset
             t.fp_len, t.fp = closed.fp_len, closed.fp
             return t
@@ -307,7 +336,7 @@ class Follower:
             self.copies.add(key)
             os.close(fd)
             return None
-        t = self._new(path, key, fd, now)
+        t = self._new(path, key, fd, now, stream)
         if self._first_poll and not self._had_snapshot and self.opts.start_at == "end":
             t.offset = t.read_to = st.st_size
             t.fp_len, t.fp = fingerprint_fd(fd, min(FP_BYTES, st.st_size))
@@ -318,7 +347,14 @@ class Follower:
         t.fp_len, t.fp = fe.fp_len, fe.fp
         if fe.format:
             t.fmt, t.detected = decoders.FORMATS.get(fe.format), True
-        t.joiner.keys = joiner_keys_from_json(fe.joiner or [])
+            self._sources[t.index] = t.source
+        keys = joiner_keys_from_json(fe.joiner or [])
+        for ks in keys.values():  # the saved records name the file by its old index: it is this file now
+            for rec in ks.prefix + ([ks.prefix_last_head] if ks.prefix_last_head else []):
+                rec.src = t.index
+            if ks.open is not None:
+                ks.open.first.src = ks.open.last_head.src = t.index
+        t.stream.joiner.keys = keys
 
     def _is_copy(self, fd: int) -> bool:
         """Whether a newly seen file starts like a file we are reading (a copytruncate copy)."""
@@ -385,7 +421,7 @@ class Follower:
         return got
 
     def _feed(self, t: Tracked, start: int, data: bytes, now: float) -> None:
-        t.last_data = now
+        t.last_data = t.stream.last_fed = now
         if t.skipping:
             i = data.find(b"\n")
             if i < 0:
@@ -409,12 +445,13 @@ class Follower:
             self.store.lines[t.source] += 1
             self.store.unparsed[t.source] += 1
 
-    def _emitter(self, t: Tracked) -> Callable[[Group], None]:
-        store = self.store
+    def _emitter(self) -> Callable[[Group], None]:
+        store, sources = self.store, self._sources
 
         def emit(g: Group) -> None:  # called with self.lock held (from _process or a flush)
-            first = g.first
-            store.add_event(g.category, t.source, g.vhost, first.time, (t.index, first.pos), first.line)
+            first = g.first  # the event belongs to the file (and source) of its first line, as in a scan
+            store.add_event(g.category, sources.get(first.src, "unknown"), g.vhost, first.time,
+                            (first.src, first.pos), first.line)
 
         return emit
 
@@ -439,11 +476,13 @@ class Follower:
     def _process(self, t: Tracked, base: int, block: bytes) -> None:
         if not t.detected:
             self._detect(t, block)
+            self._sources[t.index] = t.source
         stats = FileStats(t.index, t.path, t.fmt.name if t.fmt else "unknown")
         ctx = Ctx(t.clock, t.index)
         warned: list[str] = []
         with self.lock:
-            process_chunks([block], t.fmt, stats, self.store, t.joiner, ctx, base=base, warn=warned.append)
+            process_chunks([block], t.fmt, stats, self.store, t.stream.joiner, ctx, base=base,
+                           warn=warned.append)
             _finish_ctx(ctx, self.store, stats, t.source)
         for w in warned:
             self._warn(t.path, w)
@@ -457,8 +496,6 @@ class Follower:
         elif t.skipping:
             t.skipping = False
             self._count_long_line(t)
-        with self.lock:
-            t.joiner.finish()
 
     # -- rotation ----------------------------------------------------------------------------------------------
     def _truncated(self, t: Tracked, now: float) -> None:
@@ -528,21 +565,26 @@ class Follower:
             os.close(fd)
         return True
 
-    def _recover_from_copy_entry(self, path: str, fe: FileEntry, now: float) -> None:
+    def _recover_from_copy_entry(self, path: str, fe: FileEntry, now: float) -> Stream:
         """A file of the positions file was truncated while we were stopped: read its tail from the copy."""
-        t = Tracked((fe.dev, fe.ino), path, -1, self._next_index, Joiner(lambda g: None), Clock(self.opts.tz),
-                    last_data=now)
-        self._next_index += 1
-        t.joiner.emit = self._emitter(t)
+        t = self._new(path, (fe.dev, fe.ino), -1, now, register=False)
+        self._sources[t.index] = "unknown"
         self._restore(t, fe)
         if not self._recover_from_copy(t, now):
             self._warn(path, f"truncated while tlslog was stopped and no copy starting like it was found; lines "
                        f"after byte {fe.offset} of the old content were not read")
         self._flush_partial(t)
+        t.stream.users -= 1  # the file under the name now continues this stream
+        return t.stream
 
     def _let_go(self, t: Tracked) -> None:
-        """A drained file: close its events and its descriptor; remember it so it is not read again."""
+        """A drained file: close its descriptor (and its stream's events if no newer file continues it); remember it
+        so that it is not read again."""
         self._flush_partial(t)
+        t.stream.users -= 1
+        if t.stream.users <= 0:
+            with self.lock:
+                t.stream.joiner.finish()
         try:
             os.close(t.fd)
         except OSError:

@@ -202,6 +202,8 @@ class ScanOptions:
     jobs: int = 1
     range_bytes: int = RANGE_BYTES
     progress: Callable[[int, int], None] | None = None
+    #: runs run_unit over the units elsewhere, results in any order (a Dask cluster: tlslog.distributed)
+    mapper: Callable[[Callable[[Unit], UnitResult], list[Unit]], Iterable[UnitResult]] | None = None
 
 
 @dataclass
@@ -325,7 +327,13 @@ def scan(opts: ScanOptions, *, warn_path: Callable[[str, str], None] | None = No
     by_file: dict[int, list[UnitResult]] = {}
     total = len(units)
     done = 0
-    if opts.jobs > 1 and len(units) > 1:
+    if opts.mapper is not None:
+        for res in opts.mapper(run_unit, units):
+            by_file.setdefault(res.index, []).append(res)
+            done += 1
+            if opts.progress:
+                opts.progress(done, total)
+    elif opts.jobs > 1 and len(units) > 1:
         import multiprocessing
 
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
