@@ -17,7 +17,7 @@ import sys
 import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import __version__, decoders
+from . import __version__, cli_exports, decoders
 from .catalog import render_catalog
 
 
@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="prometheus output: distinct vhost label values before 'other' (default 50)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
     sub.add_parser("catalog", help="list the event categories with description and remedy")
+    cli_exports.add_scan_options(s)  # issue 9: --textfile, --push/--job, --dask; follow and backfill commands
+    cli_exports.add_commands(sub)
     return p
 
 
@@ -97,7 +99,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(f"tlslog: warning: {path}: {msg}", file=sys.stderr)
 
     opts = ScanOptions(list(args.paths), args.input_format, args.timezone, args.jobs, progress=progress)
-    result = scan(opts, warn_path=warn_path)
+    result = cli_exports.scan_with_dask(args, opts, warn_path)
+    if isinstance(result, int):
+        return result
+    if result is None:
+        result = scan(opts, warn_path=warn_path)
     progress.close()
     for fs in result.files:
         for w in fs.warnings:
@@ -116,7 +122,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not result.anything_read:
         print("tlslog: error: no input could be read", file=sys.stderr)
         return 1
-    return 0
+    return cli_exports.export_scan(args, result.store)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "catalog":
             sys.stdout.write(render_catalog())
             return 0
+        if args.command in cli_exports.COMMANDS:
+            return cli_exports.run_command(args)
         return cmd_scan(args)
     except KeyboardInterrupt:
         print("tlslog: interrupted", file=sys.stderr)
