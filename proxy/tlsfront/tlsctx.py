@@ -344,7 +344,8 @@ class _VHostBuild:
             # SSLCACertificateFile/Path), so browsers offer only matching certificates.
             try:
                 cas = keys.load_certificates(client.ca_file, "CA certificate file")
-                ctx.set_client_ca_list([crypto.X509.from_cryptography(c).get_subject() for c in cas])
+                if cas:  # (load_client_ca: set_client_ca_list needs deprecated X509Name objects)
+                    ctx.load_client_ca(str(client.ca_file).encode())
             except keys.KeyProblem as exc:
                 self.error("ca_certificate_file", exc.message, exc.fix)
         if client.crl_file is not None:
