@@ -129,7 +129,8 @@ def table(lb: dict) -> str:
     lines = [f"{lb['lines']:,} lines, {lb['log_bytes'] / 1e6:.0f} MB ({lb['gz_bytes'] / 1e6:.0f} MB gzipped); hyperfine medians.",
              "", "| command | seconds | lines/s |", "|---|---|---|"]
     for name, s in lb["median_seconds"].items():
-        lines.append(f"| `{_cell(name)}` | {s:.3f} | {lb['lines_per_second'][name] / 1e6:.2f} M |")
+        rate = lb["lines_per_second"].get(name)
+        lines.append(f"| `{_cell(name)}` | {s:.3f} | {'n/a' if rate is None else f'{rate / 1e6:.2f} M'} |")
     lines += ["", "| ratio | value |", "|---|---|"]
     for name, v in lb["ratios"].items():
         lines.append(f"| {_cell(name)} | {'n/a' if v is None else f'{v:.2f}'} |")
