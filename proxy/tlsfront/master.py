@@ -763,7 +763,8 @@ class Master:
         backends = tuple(BackendState(k[0], k[1], v >= 1.0)
                          for k, v in merged["series"].get("backend_up", []))
         return Readiness(tuple(listeners), backends,
-                         {"workers": {"configured": gen.workers, "ready": ready_workers},
+                         {"workers": {"configured": gen.workers, "ready": ready_workers,
+                                      "pids": list(gen.slots)},
                           "generation": gen.number})
 
 

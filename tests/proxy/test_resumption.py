@@ -1,0 +1,309 @@
+"""Issue 6: sessions resume whichever of 4 workers accepts the reconnect.
+
+One `tlsfront serve` with workers = 4 and one vhost per session setting:
+
+- shared:   session_cache = "shared", tickets on (the default)
+- noticket: session_cache = "shared", session_tickets = false (TLS 1.2 session IDs and
+            TLS 1.3 *stateful* tickets: both live in one worker's cache, so only the
+            client-address affinity makes them resume)
+- perworker: session_cache = "per-worker", tickets on (stateless tickets, keys made
+            before fork: resume on any worker)
+- off:      session_cache = "off" (no cache, no tickets)
+- short:    session_timeout_seconds = 1, tickets off (expiry)
+
+Clients: `openssl s_client -reconnect` (TLS 1.2), `-sess_out`/`-sess_in` (TLS 1.3:
+-reconnect always says New there), Python's ssl with a saved session from several
+127.x source addresses (different workers), checked by `session_reused` and by the
+`X-SSL-Session-Reused` header the backend saw.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tlsfront import affinity
+
+from helpers import Proc, echo_lines, free_port, free_ports, read_response, start_backend, start_proxy
+
+OPENSSL = shutil.which("openssl")
+WORKERS = 4
+
+CONFIG = """
+[server]
+error_log = "{d}/error.log"
+access_log = "{d}/access.log"
+log_level = "debug"
+workers = {workers}
+shutdown_grace_seconds = 5
+
+[admin]
+listen = "127.0.0.1:{p_admin}"
+
+[tls]
+certificate = "{pki.server_cert}"
+key = "{pki.server_key}"
+chain = "{pki.intermediate_cert}"
+
+[[vhost]]
+listen = "127.0.0.1:{shared}"
+server_name = "localhost"
+tls = true
+backends = ["http://127.0.0.1:{b}"]
+
+[[vhost]]
+listen = "127.0.0.1:{noticket}"
+server_name = "localhost"
+tls = {{ session_tickets = false }}
+backends = ["http://127.0.0.1:{b}"]
+
+[[vhost]]
+listen = "127.0.0.1:{perworker}"
+server_name = "localhost"
+tls = {{ session_cache = "per-worker" }}
+backends = ["http://127.0.0.1:{b}"]
+
+[[vhost]]
+listen = "127.0.0.1:{off}"
+server_name = "localhost"
+tls = {{ session_cache = "off" }}
+backends = ["http://127.0.0.1:{b}"]
+
+[[vhost]]
+listen = "127.0.0.1:{short}"
+server_name = "localhost"
+tls = {{ session_timeout_seconds = 1, session_tickets = false }}
+backends = ["http://127.0.0.1:{b}"]
+"""
+
+NAMES = ("shared", "noticket", "perworker", "off", "short", "b", "p_admin")
+
+
+@dataclass
+class Stack:
+    dir: Path
+    pki: object
+    ports: dict
+    proxy: Proc
+
+
+@pytest.fixture(scope="module")
+def stack(pki, tmp_path_factory):
+    d = tmp_path_factory.mktemp("resumption")
+    ports = dict(zip(NAMES, free_ports(len(NAMES))))
+    backend = start_backend(d, ports["b"], name="backend")
+    cfg = d / "tlsfront.toml"
+    cfg.write_text(CONFIG.format(d=d, pki=pki, workers=WORKERS, **ports))
+    proxy = start_proxy(d, cfg, [("127.0.0.1", ports[n]) for n in NAMES if n != "b"])
+    _wait_workers(ports["p_admin"], WORKERS)
+    yield Stack(d, pki, ports, proxy)
+    code = proxy.stop()
+    backend.stop()
+    assert code == 0, proxy.output()
+    assert "Traceback" not in proxy.output()
+
+
+def _wait_workers(admin_port: int, n: int, timeout: float = 20.0) -> dict:
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    state: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=2) as r:
+                state = json.loads(r.read())
+        except OSError as exc:
+            state = {"error": str(exc)}
+        if state.get("workers", {}).get("ready") == n:
+            return state
+        time.sleep(0.1)
+    raise TimeoutError(f"{n} workers not ready: {state}")
+
+
+# ------------------------------------------------------------------ openssl s_client
+
+
+def s_client(port: int, *args: str, request: bool = False) -> str:
+    """Run s_client; `request` sends one HTTP/1.0 request and reads until the proxy closes
+    (TLS 1.3 tickets arrive after the handshake: closing at once may miss them)."""
+    stdin = b"GET /s_client HTTP/1.0\r\nHost: localhost\r\n\r\n" if request else b""
+    extra = ("-ign_eof",) if request else ()
+    out = subprocess.run([OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                          *extra, *args], input=stdin, capture_output=True, timeout=30)
+    return out.stdout.decode(errors="replace")
+
+
+def reconnect_verdicts(port: int, *args: str) -> list[str]:
+    """`-reconnect`: the first connection and 5 reconnections, 'New' or 'Reused' each."""
+    return re.findall(r"^(New|Reused), ", s_client(port, "-reconnect", *args), re.M)
+
+
+needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl command not installed")
+
+
+@needs_openssl
+@pytest.mark.parametrize("vhost, args", [
+    ("noticket", ("-tls1_2", "-no_ticket")),  # session ID: one worker's cache
+    ("shared", ("-tls1_2", "-no_ticket")),
+    ("shared", ("-tls1_2",)),  # TLS 1.2 ticket
+    ("perworker", ("-tls1_2",)),  # tickets work without affinity (keys made before fork)
+], ids=["session-id", "session-id-tickets-enabled", "tls12-ticket", "per-worker-ticket"])
+def test_s_client_reconnect_reuses_every_time(stack, vhost, args):
+    verdicts = reconnect_verdicts(stack.ports[vhost], *args)
+    assert verdicts == ["New"] + ["Reused"] * 5, verdicts
+
+
+@needs_openssl
+@pytest.mark.parametrize("vhost", ["shared", "noticket", "perworker"])
+def test_tls13_sess_out_sess_in(stack, vhost, tmp_path):
+    """TLS 1.3: stateless tickets (shared, perworker) and stateful ones (noticket: the
+    session sits in one worker's cache, found again thanks to the affinity)."""
+    sess = tmp_path / "s.pem"
+    first = s_client(stack.ports[vhost], "-tls1_3", "-sess_out", str(sess), request=True)
+    assert re.search(r"^New, TLSv1.3", first, re.M)
+    assert sess.exists()
+    for _ in range(5):
+        again = s_client(stack.ports[vhost], "-tls1_3", "-sess_in", str(sess), request=True)
+        assert re.search(r"^Reused, TLSv1.3", again, re.M), again[-800:]
+        assert "X-SSL-Session-Reused: Resumed" in again
+
+
+@needs_openssl
+def test_ticket_lifetime_hint_is_the_session_timeout(stack, tmp_path):
+    """What docs/sessions.md says: OpenSSL's ticket lifetime hint is the Context timeout
+    (session_timeout_seconds, 300 by default)."""
+    sess = tmp_path / "s.pem"
+    s_client(stack.ports["shared"], "-tls1_2", "-sess_out", str(sess))
+    text = subprocess.run([OPENSSL, "sess_id", "-in", str(sess), "-noout", "-text"],
+                          capture_output=True, text=True).stdout
+    assert re.search(r"lifetime hint: 300 \(seconds\)", text), text
+
+
+@needs_openssl
+@pytest.mark.parametrize("args", [("-tls1_2", "-no_ticket"), ("-tls1_2",)], ids=["session-id", "ticket"])
+def test_cache_off_resumes_nothing(stack, args):
+    assert reconnect_verdicts(stack.ports["off"], *args) == ["New"] * 6
+
+
+@needs_openssl
+def test_cache_off_tls13_resumes_nothing(stack, tmp_path):
+    sess = tmp_path / "s.pem"
+    s_client(stack.ports["off"], "-tls1_3", "-sess_out", str(sess), request=True)
+    assert sess.exists()  # s_client saves the session even without a ticket
+    again = s_client(stack.ports["off"], "-tls1_3", "-sess_in", str(sess), request=True)
+    assert re.search(r"^New, TLSv1.3", again, re.M), again[-800:]
+    assert "X-SSL-Session-Reused: Initial" in again
+
+
+# ------------------------------------------------------------------ Python ssl, many sources
+
+
+def _context(stack, tls12_no_ticket: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(stack.pki.ca_cert))
+    if tls12_no_ticket:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.options |= ssl.OP_NO_TICKET
+    return ctx
+
+
+def _get(ctx: ssl.SSLContext, port: int, source: str, session=None):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+        s.sendall(b"GET /resume HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        status, _v, _h, body = read_response(s)
+        assert status == 200
+        seen = echo_lines(body)
+        return s.session, s.session_reused, seen["x-ssl-session-reused"][0]
+
+
+SOURCES = [f"127.0.0.{i}" for i in range(1, 6)]
+
+
+@pytest.mark.parametrize("vhost, tls12_no_ticket", [
+    ("noticket", True), ("noticket", False), ("shared", False),
+], ids=["tls12-session-id", "tls13-stateful-ticket", "tls13-ticket"])
+def test_python_ssl_50_connections_all_resumed(stack, vhost, tls12_no_ticket):
+    """5 client addresses x 10 connections = 50 resumptions, each address with its own
+    session; the addresses land on 3 different workers (checked in the next test)."""
+    ctx = _context(stack, tls12_no_ticket)
+    port = stack.ports[vhost]
+    outcomes = []
+    for source in SOURCES:
+        session, reused, header = _get(ctx, port, source)
+        assert (reused, header) == (False, "Initial")
+        for _ in range(10):
+            session2, reused, header = _get(ctx, port, source, session)
+            outcomes.append((source, reused, header))
+            if not tls12_no_ticket:
+                session = session2  # TLS 1.3 tickets are single-use by default in clients' eyes
+    failed = [o for o in outcomes if o[1:] != (True, "Resumed")]
+    assert len(outcomes) == 50 and not failed, failed
+
+
+def test_each_source_address_stays_on_its_predicted_worker(stack):
+    """The debug log (TLSF0206) names the worker pid per handshake: every source address
+    always hit one pid, and sources the BPF program puts on different workers hit
+    different pids."""
+    ctx = _context(stack, True)
+    for source in SOURCES:
+        for _ in range(3):
+            _get(ctx, stack.ports["noticket"], source)
+    time.sleep(0.3)
+    pids: dict[str, set[str]] = defaultdict(set)
+    pattern = re.compile(r"\[pid (\d+)\] \[client ([\d.]+):\d+\] TLSF0206: .*server localhost:"
+                         + str(stack.ports["noticket"]))
+    for line in (stack.dir / "error.log").read_text().splitlines():
+        m = pattern.search(line)
+        if m and m.group(2) in SOURCES:
+            pids[m.group(2)].add(m.group(1))
+    assert set(pids) == set(SOURCES), dict(pids)
+    assert all(len(p) == 1 for p in pids.values()), dict(pids)
+    by_worker: dict[int, set[str]] = defaultdict(set)
+    for source in SOURCES:
+        by_worker[affinity.worker_for(source, WORKERS)] |= pids[source]
+    assert all(len(p) == 1 for p in by_worker.values()), by_worker
+    assert len({next(iter(p)) for p in by_worker.values()}) == len(by_worker) >= 2
+
+
+def test_expired_sessions_are_not_resumed(stack):
+    ctx = _context(stack, True)
+    port = stack.ports["short"]
+    session, reused, _ = _get(ctx, port, "127.0.0.1")
+    _s, reused, header = _get(ctx, port, "127.0.0.1", session)
+    assert (reused, header) == (True, "Resumed")  # within the 1 s timeout
+    time.sleep(2.2)
+    _s, reused, header = _get(ctx, port, "127.0.0.1", session)
+    assert (reused, header) == (False, "Initial")
+
+
+def test_metrics_sum_resumptions_of_all_workers(stack):
+    """/metrics on the master adds every worker's counters (snapshots, 1 s lag)."""
+    import urllib.request
+
+    def value(name: str, vhost: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['p_admin']}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        m = re.search(rf'^{name}{{vhost="{vhost}"}} ([\d.e+]+)$', text, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    label = f"localhost:{stack.ports['noticket']}"
+    before = value("tlsfront_tls_resumptions_total", label)
+    ctx = _context(stack, True)
+    for source in SOURCES:  # 3 workers
+        session, _r, _h = _get(ctx, stack.ports["noticket"], source)
+        for _ in range(2):
+            _get(ctx, stack.ports["noticket"], source, session)
+    deadline = time.monotonic() + 5
+    while value("tlsfront_tls_resumptions_total", label) < before + 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert value("tlsfront_tls_resumptions_total", label) == before + 10
