@@ -149,7 +149,7 @@ _ERR = re.compile(r"error:([0-9A-Fa-f]{8}):([^:\n]*):([^:\n]*):([^:()\n]*)")
 _ALERT_NUM = re.compile(r"SSL alert number (\d+)")
 # free text that names a reason without the error:... wrapper (HAProxy ssl_fc_err_str, 1.1 "func:reason" pairs)
 _FREE = re.compile(
-    r"(?i)((?:sslv3|tlsv1|tlsv13|ssl/tls|tls) alert [a-z ]+?|http request|https proxy request|no shared ciphers?"
+    r"(?i)((?:sslv3|tlsv1|tlsv13|ssl/tls|tls) alert (?:" + "|".join(ALERT_NAMES) + r"|[a-z]+)|http request|https proxy request|no shared ciphers?"
     r"|no shared signature algorithms|unsupported protocol|wrong version number|version too low|version too high"
     r"|no protocols available|inappropriate fallback|peer did not return a certificate|certificate verify failed"
     r"|unexpected eof while reading|key values mismatch|bad decrypt|bad password read|problems getting password"
