@@ -157,6 +157,9 @@ class PassphraseRequest:
 Dialog = Callable[[PassphraseRequest], bytes | None]
 
 
+_INTRO_SHOWN = False  # mod_ssl explains the dialog once per start-up
+
+
 def _builtin(req: PassphraseRequest) -> bytes | None:
     """mod_ssl's builtin dialog, on the controlling terminal."""
     if not (sys.stdin.isatty() or _has_tty()):
@@ -167,7 +170,9 @@ def _builtin(req: PassphraseRequest) -> bytes | None:
             "start tlsfront from a terminal, or set passphrase_dialog to exec:/path/to/program, "
             "file:/path or env:NAME, or remove the pass phrase (tlsfront cert passphrase --remove KEY)",
         )
-    if req.attempt == 1:
+    global _INTRO_SHOWN
+    if not _INTRO_SHOWN:
+        _INTRO_SHOWN = True
         sys.stderr.write("Some of your private key files are encrypted for security reasons.\n"
                          "In order to read them you have to provide the pass phrases.\n\n")
     sys.stderr.write(f"Server {req.server} ({req.key_type})\n")
