@@ -2,7 +2,7 @@
 
 Starts the backend and one front (pinned as in the bench), drives it with wrk
 in one scenario, samples the front's process with `py-spy record --format raw`
-(collapsed stacks) for `--seconds`, and prints the functions with the most
+(collapsed stacks) for `--seconds`, and prints, for the reactor thread, the functions with the most
 samples: self (the frame on top) and inclusive (anywhere on the stack), and the
 share per area (TLS, HTTP parsing, reactor, ...).
 
@@ -28,23 +28,25 @@ from bench.scenarios import SCENARIOS
 
 # (substring of a frame, area): first match wins; frames look like "func (file.py:line)"
 AREAS = (
-    ("tls.py", "Twisted TLS (TLSMemoryBIOProtocol)"),
+    ("twisted/protocols/tls.py", "Twisted TLS (TLSMemoryBIOProtocol)"),
     ("OpenSSL/SSL.py", "pyOpenSSL calls (encrypt/decrypt, BIO)"),
     ("httptools", "httptools parser"),
-    ("http1.py", "tlsfront http1 (parse/serialise)"),
-    ("headers.py", "tlsfront headers (hop-by-hop, X-Forwarded, X-SSL)"),
-    ("tlsfacts.py", "tlsfront tlsfacts (X-SSL-* values)"),
-    ("frontend.py", "tlsfront frontend glue"),
-    ("backend.py", "tlsfront backend pool/glue"),
-    ("metrics.py", "tlsfront metrics"),
-    ("logfiles.py", "tlsfront logs"),
-    ("logformat.py", "tlsfront logs"),
-    ("epollreactor.py", "reactor (epoll)"),
-    ("tcp.py", "reactor (socket read/write)"),
-    ("abstract.py", "reactor (socket read/write)"),
-    ("base.py", "reactor (timers, calls)"),
-    ("posixbase.py", "reactor (loop)"),
-    ("twisted/web", "twisted.web"),
+    ("tlsfront/http1.py", "tlsfront http1 (parse/serialise)"),
+    ("tlsfront/headers.py", "tlsfront headers (hop-by-hop, X-Forwarded, X-SSL)"),
+    ("tlsfront/tlsfacts.py", "tlsfront tlsfacts (X-SSL-* values)"),
+    ("tlsfront/frontend.py", "tlsfront frontend glue"),
+    ("tlsfront/backend.py", "tlsfront backend pool/glue"),
+    ("tlsfront/metrics.py", "tlsfront metrics"),
+    ("tlsfront/logfiles.py", "tlsfront logs"),
+    ("tlsfront/logformat.py", "tlsfront logs"),
+    ("twisted/internet/epollreactor.py", "reactor: epoll_ctl/epoll_wait"),
+    ("twisted/internet/tcp.py", "reactor: socket send/recv"),
+    ("twisted/internet/abstract.py", "reactor: socket send/recv"),
+    ("twisted/python/util.py", "reactor: socket send/recv"),  # untilConcludes wraps send()
+    ("twisted/internet/base.py", "reactor: timers, calls"),
+    ("twisted/internet/posixbase.py", "reactor: loop"),
+    ("twisted/web", "twisted.web (server and client)"),
+    ("twisted/internet/defer.py", "Deferreds"),
     ("twisted/logger", "twisted.logger"),
 )
 
@@ -68,6 +70,8 @@ def summarize(collapsed: str, top: int = 25) -> str:
             continue
         n = int(count)
         frames = stack.split(";")
+        if "threading.py" in frames[0]:
+            continue  # a thread-pool thread (DNS, logging), idle in Condition.wait: not the reactor
         total += n
         self_count[frames[-1]] += n
         for f in set(frames):
@@ -157,11 +161,19 @@ def main(argv: list[str] | None = None) -> int:
             url = f"https://127.0.0.1:{f.port}{sc.path}"
             result: dict = {}
             load = threading.Thread(target=lambda: result.update(r=loadgen.run_wrk(
-                url, connections=sc.connections, duration_seconds=args.seconds + 3, script=script,
+                url, connections=sc.connections, duration_seconds=args.seconds + 4, script=script,
                 headers=sc.headers, preload=shim, cpus="1")))
             load.start()
+            # profile the busiest process of the front's tree: the worker, not a master
+            import time
+            from bench import procs
+            first = procs.sample(f.pid)
+            time.sleep(1.5)
+            busy = procs.sample(f.pid)
+            worker = max(busy.per_pid, key=lambda p: busy.per_pid[p] - first.per_pid.get(p, 0.0))
+            print(f"profiling pid {worker} of the front's {len(busy.per_pid)} process(es)")
             raw = args.out / f"{args.front}-{args.scenario}.collapsed.txt"
-            subprocess.run([spy, "record", "--pid", str(f.pid), "--duration", str(int(args.seconds)),
+            subprocess.run([spy, "record", "--pid", str(worker), "--duration", str(int(args.seconds)),
                             "--rate", str(args.rate), "--format", "raw", "--output", str(raw)],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             load.join()
