@@ -11,6 +11,8 @@ The hand-made `legacy/` files are not touched.
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
 import shutil
 import sys
 import tempfile
@@ -18,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from . import apache, haproxy, nginx
-from .common import LogDisagrees, Tally, chown_tree, fresh_case, check_signatures, count_lines, make_pki, retrying, write_truth
+from .common import RUN_USER, LogDisagrees, Tally, chown_tree, fresh_case, check_signatures, count_lines, make_pki, retrying, write_truth
 
 DATA = Path(__file__).resolve().parent.parent / "data"  # logs/<case>/<file> and truth/<case>/<file>.truth.json
 
@@ -119,6 +121,26 @@ BUILDERS = {"apache": build_apache,
             "haproxy": lambda r, w, p: retrying(lambda: haproxy.build(r, w / f"h-{uuid.uuid4().hex[:6]}", p))}
 
 
+# server -> the commands its driver runs (Debian packages: apache2, nginx, haproxy, openssl, curl)
+TOOLS = {"apache": ("apache2", "openssl", "curl", "setpriv"), "nginx": ("nginx", "openssl", "curl", "setpriv"),
+         "haproxy": ("haproxy", "openssl", "curl", "setpriv")}
+
+
+def preflight(wanted: list[str]) -> str | None:
+    """Why the build cannot run here (None if it can): not root, or a tool missing."""
+    if os.geteuid() != 0:
+        return ("must run as root: the servers are started as www-data (setpriv) so that a mode-000 "
+                "certificate and a mutex directory without x really fail; run: sudo .venv/bin/python -m tests.corpus.build")
+    missing = sorted({t for w in wanted for t in TOOLS[w] if not shutil.which(t)})
+    if missing:
+        return f"missing commands {', '.join(missing)}: install them with `bash tests/install-sysdeps.sh` (Debian packages)"
+    try:
+        pwd.getpwnam(RUN_USER)
+    except KeyError:
+        return f"user {RUN_USER!r} does not exist (Debian creates it with the apache2 package)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.corpus.build", description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(BUILDERS), help="comma-separated: " + ", ".join(BUILDERS))
@@ -130,12 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(wanted) - set(BUILDERS))
     if unknown:
         ap.error(f"unknown server(s) {', '.join(unknown)}: choose from {', '.join(BUILDERS)}")
+    problem = preflight(wanted)
+    if problem:
+        print(f"tests.corpus.build: {problem}", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="tlslog-corpus-"))
     try:
         pki = make_pki(work / "pki")
         chown_tree(work)  # the servers run as www-data and read the keys
         for w in wanted:
             BUILDERS[w](args.out, work, pki)
+    except LogDisagrees as e:
+        print(f"tests.corpus.build: {w}: the server's log kept disagreeing with the driver after retries; "
+              "its logs/ and truth/ are incomplete; run again (git checkout tests/data restores the "
+              f"committed corpus). {e}", file=sys.stderr)
+        return 1
     finally:
         if args.keep:
             print(f"kept {work}")
