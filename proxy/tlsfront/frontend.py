@@ -738,8 +738,14 @@ class FrontendProtocol(Protocol):
             self._gate.resume("upload")
 
     def drain(self) -> None:
-        """Graceful stop: close now if idle, else after the running exchange."""
-        if not self._busy:
+        """Graceful stop: close now if idle between requests, else after the running exchange.
+
+        A connection that has not sent its first request yet (accepted just before the
+        stop, still in its TLS handshake) may make it: closing it would fail a request
+        the client cannot know it may retry (a reload under load, issue 6). Its
+        handshake/header timeouts and the grace period still bound it.
+        """
+        if not self._busy and self.requests:
             self._close()
 
     def _finish_exchange(self) -> None:
