@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import zstandard
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 LOGS, TRUTH = DATA / "logs", DATA / "truth"
@@ -188,13 +189,15 @@ def test_golden_whole_corpus_in_one_scan():
     assert_matches(got, expected_sum(LOG_FILES), "tlslog scan <every case>")
 
 
-COMPRESSORS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+# zstandard is a project dependency (pyproject: ".zst archives for tlslog")
+COMPRESSORS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress,
+               "zst": lambda data: zstandard.ZstdCompressor().compress(data)}
 
 
 @pytest.mark.parametrize("ext", sorted(COMPRESSORS))
 @pytest.mark.parametrize("log", [LOGS / "apache24-event" / "error.log", LOGS / "nginx122" / "error.log"], ids=_id)
 def test_golden_compressed_copy(log: Path, ext: str, tmp_path: Path):
-    """The same log compressed gives the same answer (issue 3: .gz, .bz2, .xz)."""
+    """The same log compressed gives the same answer (issue 3: .gz, .bz2, .xz, .zst)."""
     packed = tmp_path / f"{log.name}.{ext}"
     packed.write_bytes(COMPRESSORS[ext](log.read_bytes()))
     assert_matches(scan(packed), expected_sum([log]), f"tlslog scan {packed.name}")
