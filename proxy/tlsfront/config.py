@@ -204,7 +204,8 @@ def parse_backend(text: str) -> model.Backend:
 
 def _resolve(ctx: _Ctx, value: str) -> Path:
     p = Path(os.path.expanduser(value))
-    return p if p.is_absolute() else (ctx.base / p)
+    # normpath: "conf/../.state/x" reads better as ".state/x" in messages (no symlink games in configs)
+    return Path(os.path.normpath(p if p.is_absolute() else (ctx.base / p)))
 
 
 def _check_readable(ctx: _Ctx, key: str, path: Path, *, what: str) -> bool:
@@ -730,8 +731,8 @@ def load(path: str | os.PathLike[str]) -> model.Config:
 def check_runtime_paths(config: model.Config) -> tuple[list[str], list[str]]:
     """(errors, warnings) for the log and pid files: can tlsfront create/append to them?
 
-    Used by `tlsfront check`: directories that do not exist yet are a warning when
-    they could be created, an error when their nearest existing parent is not writable.
+    Used by `tlsfront check`: a missing directory is an error (`serve` does not create
+    log directories), as is a directory or file this user cannot write.
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -754,13 +755,8 @@ def check_runtime_paths(config: model.Config) -> tuple[list[str], list[str]]:
                 errors.append(f"{where}: cannot create {path}: the directory {parent} is not writable "
                               f"by this user\n    fix: chown or chmod {parent}, or choose another path")
             continue
-        ancestor = parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if os.access(ancestor, os.W_OK | os.X_OK):
-            warnings.append(f"{where}: the directory {parent} does not exist yet"
-                            f"\n    fix: mkdir -p {parent} (tlsfront serve may create it)")
-        else:
-            errors.append(f"{where}: the directory {parent} does not exist and {ancestor} is not "
-                          f"writable\n    fix: mkdir -p {parent} as a user who can, or choose another path")
+        # logfiles.Logs never creates directories (a typo must not scatter logs): an error,
+        # as `serve` would fail on it.
+        errors.append(f"{where}: the directory {parent} does not exist (tlsfront does not create "
+                      f"log directories)\n    fix: mkdir -p {parent}, or correct the path")
     return errors, warnings

@@ -39,6 +39,8 @@ def main(args) -> int:
 
     config_path = Path(args.config)
     cert, key = certgen.ensure_demo_certificate(state_dir(config_path))
+    # conf/demo.toml logs to .state/demo/logs/ (tlsfront itself never creates log directories)
+    (state_dir(config_path) / "logs").mkdir(parents=True, exist_ok=True)
     try:
         cfg = config_mod.load(config_path)
     except ConfigErrors as exc:

@@ -387,14 +387,15 @@ def openssl_version() -> str:
     return SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
 
 
-def build_contexts(config: Config, *, dialog: keys.Dialog | None = None) -> dict[int, SSL.Context]:
+def build_contexts(config: Config, *, dialog: keys.Dialog | None = None,
+                   loader: keys.KeyLoader | None = None) -> dict[int, SSL.Context]:
     """A Context per TLS vhost, keyed by `VHost.index`; ConfigErrors lists every problem.
 
     `dialog` replaces the configured pass-phrase dialogs (tests; see keys.Dialog).
     Warnings (expired certificate, chain order) are added to the exception when
     there are errors, and otherwise available from `build_contexts_with_warnings`.
     """
-    contexts, _warnings = build_contexts_with_warnings(config, dialog=dialog)
+    contexts, _warnings = build_contexts_with_warnings(config, dialog=dialog, loader=loader)
     return contexts
 
 

@@ -461,8 +461,10 @@ def test_check_runtime_paths(tmp_path):
         backends = ["http://127.0.0.1:8081"]
     """))
     errors, warnings = config.check_runtime_paths(cfg)
-    assert errors == []
-    assert len(warnings) == 1 and "logs does not exist yet" in warnings[0]
+    assert warnings == []
+    assert len(errors) == 1 and "server.error_log" in errors[0] and "mkdir -p" in errors[0]
+    (tmp_path / "logs").mkdir()
+    assert config.check_runtime_paths(cfg) == ([], [])
     (tmp_path / "access.log").mkdir()
     errors, _ = config.check_runtime_paths(cfg)
     assert len(errors) == 1 and "is a directory" in errors[0]
