@@ -49,8 +49,12 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float 
 
 
 def http_get(url: str, timeout: float = 5.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return resp.read().decode()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.read().decode()
+    except urllib.error.HTTPError as exc:  # e.g. 503 while starting: close its response (ResourceWarning)
+        exc.close()
+        raise
 
 
 class Daemon:
