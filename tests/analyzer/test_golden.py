@@ -60,10 +60,11 @@ def tlslog_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from tlslog.cli import main; sys.exit(main())"]
 
 
-def scan(*paths: Path) -> dict:
-    """Run `tlslog scan --format json PATH...`; fail with its stderr if it does not give JSON."""
-    cmd = [*tlslog_command(), "scan", "--format", "json", *map(str, paths)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+def scan(*paths: Path | str, options: tuple[str, ...] = (), stdin: bytes | None = None) -> dict:
+    """Run `tlslog scan --format json [options] PATH...`; fail with its stderr if it gives no JSON."""
+    cmd = [*tlslog_command(), "scan", "--format", "json", *options, *map(str, paths)]
+    r = subprocess.run(cmd, capture_output=True, input=stdin if stdin is not None else b"", timeout=120)
+    r.stdout, r.stderr = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
     try:
         out = json.loads(r.stdout)
     except json.JSONDecodeError:
@@ -187,6 +188,28 @@ def test_golden_case_directory(case: Path):
 def test_golden_whole_corpus_in_one_scan():
     got = scan(*CASE_DIRS)
     assert_matches(got, expected_sum(LOG_FILES), "tlslog scan <every case>")
+
+
+def test_golden_whole_corpus_with_two_jobs():
+    """issue 3: results are mergeable counters; two worker processes give the same answer."""
+    got = scan(*CASE_DIRS, options=("--jobs", "2"))
+    assert_matches(got, expected_sum(LOG_FILES), "tlslog scan --jobs 2 <every case>")
+
+
+def test_golden_glob():
+    """A glob given to tlslog itself (not expanded by a shell): every case's error.log."""
+    logs = sorted(LOGS.glob("*/error.log"))
+    assert len(logs) >= 6
+    got = scan(str(LOGS / "*" / "error.log"))
+    assert_matches(got, expected_sum(logs), "tlslog scan 'logs/*/error.log'")
+
+
+@pytest.mark.parametrize("log", [LOGS / "apache24-event" / "error.log", LOGS / "nginx122" / "error.log",
+                                 LOGS / "haproxy26" / "haproxy_syslog.log"], ids=_id)
+def test_golden_standard_input(log: Path):
+    """`-` reads standard input; the format is detected from the content alone."""
+    got = scan("-", stdin=log.read_bytes())
+    assert_matches(got, expected_sum([log]), f"tlslog scan - < {_id(log)}")
 
 
 # zstandard is a project dependency (pyproject: ".zst archives for tlslog")
