@@ -633,6 +633,16 @@ def _read_quirk(ctx: _Ctx, data: Any, index: int) -> model.Quirk | None:
             ctx.error(f"{key}.pattern", f"{pattern!r} is not a regular expression: {exc}",
                       "fix the expression (Python re syntax, close to PCRE)")
             ok = False
+    from .quirks import NAMES as QUIRK_NAMES
+
+    for name, values in (("set", sets), ("unset", unsets)):
+        for i, value in enumerate(values):
+            if value not in QUIRK_NAMES:
+                close = difflib.get_close_matches(value, QUIRK_NAMES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                ctx.error(f"{key}.{name}[{i}]", f"unknown quirk {value!r}{hint}",
+                          f"use {', '.join(QUIRK_NAMES)}")
+                ok = False
     if not sets and not unsets:
         ctx.error(f"{key}.set", "the rule sets nothing",
                   'e.g. set = ["nokeepalive", "ssl-unclean-shutdown", "downgrade-1.0", "force-response-1.0"]')

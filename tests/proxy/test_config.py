@@ -132,6 +132,10 @@ def test_every_problem_is_reported_at_once_with_key_paths(tmp_path, certs):
         attribute = "User-Agent"
         pattern = "(MSIE"
         set = ["nokeepalive"]
+        [[quirk]]
+        attribute = "User-Agent"
+        pattern = "Lynx"
+        set = ["nokeepalve"]
     """)
     with pytest.raises(ConfigErrors) as info:
         config.load(path)
@@ -140,6 +144,7 @@ def test_every_problem_is_reported_at_once_with_key_paths(tmp_path, certs):
         "server.log_levl", "server.workers", "tls.certificate", "tls.protocols",
         "vhost[0].backends[0]", "vhost[1].listen", "vhost[1].tls.verify_client",
         "vhost[1].tls.certificat", "vhost[2].listen", "vhost[2].backends", "quirk[0].pattern",
+        "quirk[1].set[0]",
     }
     assert all(p.where.startswith(f"{path}: ") for p in info.value.problems)
     assert "did you mean 'log_level'" in got["server.log_levl"].message
@@ -147,10 +152,11 @@ def test_every_problem_is_reported_at_once_with_key_paths(tmp_path, certs):
     assert "did you mean 'require'" in got["vhost[1].tls.verify_client"].message
     assert "'+TLSv1.4'" in got["tls.protocols"].message
     assert "99999" in got["vhost[1].listen"].message
+    assert "did you mean 'nokeepalive'" in got["quirk[1].set[0]"].message
     assert "not an IP address" in got["vhost[2].listen"].message
     assert "missing.crt" in got["tls.certificate"].message
     text = str(info.value)
-    assert text.startswith("11 problems in the configuration:")
+    assert text.startswith("12 problems in the configuration:")
     assert all(p.fix for p in info.value.problems), "every problem says how to fix it"
 
 
