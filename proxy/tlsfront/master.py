@@ -161,6 +161,7 @@ class Master:
         self.wake_w: socket.socket | None = None
         self.metrics: Any = None
         self.registry: Any = None
+        self.retired: dict[str, Any] = {"series": {}, "histograms": {}}
 
     # ------------------------------------------------------------------ start-up
 
@@ -224,8 +225,28 @@ class Master:
         from .metrics import SnapshotCollector
 
         self.registry = CollectorRegistry()
-        self.snapshots = SnapshotCollector(self.snapshot_dir, self._live_worker_pids)
+        files = SnapshotCollector(self.snapshot_dir, self._live_worker_pids)
+        self.snapshots = lambda: [self.retired, *files()]
         self.registry.register(self.metrics.collector(extra_snapshots=self.snapshots))
+
+    def _retire_snapshot(self, pid: int) -> None:
+        """Fold a dead worker's last snapshot into `self.retired` (its counters and
+        histograms only: its gauges died with it) and delete the file, so counters never
+        go backwards and the directory does not grow with every restart and reload."""
+        from .metrics import _KIND, merge_snapshots
+
+        assert self.snapshot_dir is not None
+        path = self.snapshot_dir / f"worker-{pid}.json"
+        try:
+            snap = json.loads(path.read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            return
+        snap["series"] = {n: rows for n, rows in snap.get("series", {}).items() if _KIND.get(n) == "counter"}
+        self.retired = merge_snapshots([self.retired, snap])
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
     def _chown(self, path: Path) -> None:
         if self.uid is not None or self.gid is not None:
@@ -350,7 +371,7 @@ class Master:
                 if not self.stopping:
                     self._begin_shutdown(signal.Signals(sig).name, 0)
             elif sig == signal.SIGHUP and not self.stopping:
-                if self.pending is not None:
+                if self.pending is not None or not self.started:
                     self.reload_again = "SIGHUP"
                 else:
                     self._reload(rotate=False)
@@ -460,6 +481,9 @@ class Master:
         self.log("startup", version=_tlsfront_version(), versions=_versions())
         self.metrics.config_loaded(True)
         self._schedule_rotation()
+        if self.reload_again is not None:
+            self.reload_again = None
+            self._reload(rotate=False)
         if self.announce is not None:
             try:
                 self.announce(None)
@@ -489,6 +513,8 @@ class Master:
                     pass
                 os.close(child.ready_fd)
                 child.ready_fd = None
+            if child.kind == "worker" and self.snapshot_dir is not None:
+                self._retire_snapshot(child.pid)
             self._child_exited(child, status)
 
     def _backoff(self, key: tuple[str, int], lived: float) -> float:

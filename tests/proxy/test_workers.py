@@ -201,6 +201,9 @@ def test_killed_worker_is_replaced_and_no_request_fails_after(stack):
 def test_ten_reloads_under_load_fail_no_request(stack):
     generation = stack.ready()["generation"]
     master = int((stack.dir / "tlsfront.pid").read_text())
+    series = f'tlsfront_http_requests_total{{code="2xx",vhost="localhost:{stack.ports["p_tls"]}"}}'
+    time.sleep(1.2)  # let the workers' snapshots catch up
+    before = stack.metric(series)
     with Load(stack) as load:
         stack.wait(lambda: len(load.results) >= 10, "requests before the reloads")
         for i in range(1, 11):
@@ -213,6 +216,9 @@ def test_ten_reloads_under_load_fail_no_request(stack):
     assert stack.error_log().count("TLSF0006: configuration reloaded") >= 10
     # The old generations drained and exited: exactly WORKERS workers remain.
     stack.wait(lambda: len(_children(master)) == WORKERS, f"{WORKERS} worker processes")
+    # Counters survive 10 generations of workers (dead workers' snapshots are folded in).
+    stack.wait(lambda: stack.metric(series) == before + len(load.results),
+               f"{series} == {before} + {len(load.results)}")
 
 
 def _children(pid: int) -> list[int]:
