@@ -82,6 +82,8 @@ LogFormat "%v:%p %h %l %u %t \\"%r\\" %>s %O \\"%{{Referer}}i\\" \\"%{{User-Agen
 # GlobalLog (2.4.19+): one file for every vhost, although the vhosts have CustomLogs of their own
 GlobalLog {logs}/access.log combined
 GlobalLog {logs}/other_vhosts_access.log vhost_combined
+LogFormat "%h %l %u %t \\"%r\\" %>s %b" common
+GlobalLog {logs}/access_common.log common
 SSLSessionCache shmcb:{d}/run/ssl_scache(512000)
 # mod_reqtimeout (2.4.39+): give up on a silent TLS handshake after 2 s (handshake_timeout)
 RequestReadTimeout handshake=2 header=5 body=5
@@ -276,7 +278,7 @@ def run_main(out: Path, work: Path, pki: CorpusPKI, *, mpm: str = "event",
         finally:
             stop(proc)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("error.log", "access.log", "other_vhosts_access.log", "ssl_request.log"):
+    for name in ("error.log", "access.log", "access_common.log", "other_vhosts_access.log", "ssl_request.log"):
         (out / name).write_bytes((d / "logs" / name).read_bytes())
     return t
 

@@ -70,11 +70,12 @@ def _apache_truths(out: Path, t: Tally, *, access: bool, warn_only: bool = False
     write_truth(out / "error.log", events=t.events, extra=t.notes[0] if t.notes else None)
     if not access:
         (out / "access.log").unlink()
+        (out / "access_common.log").unlink()
         (out / "other_vhosts_access.log").unlink()
         (out / "ssl_request.log").unlink()
         return
     requests = sum(t.status.values())
-    for name in ("access.log", "other_vhosts_access.log"):
+    for name in ("access.log", "access_common.log", "other_vhosts_access.log"):
         if count_lines(out / name) != requests:
             raise RuntimeError(f"{out / name}: {count_lines(out / name)} lines, driver made {requests} requests")
         write_truth(out / name, status=t.status)
