@@ -61,7 +61,7 @@ def parse_spec(spec: str) -> tuple[str, int | str]:
 
 
 @contextlib.contextmanager
-def dask_client(spec: str, *, processes: bool = True) -> Iterator["object"]:
+def dask_client(spec: str, *, processes: bool = True, connect_timeout: str = "30s") -> Iterator["object"]:
     """A connected ``distributed.Client`` for ``spec`` (closed, with its LocalCluster, on exit)."""
     kind, value = parse_spec(spec)
     try:
@@ -79,7 +79,7 @@ def dask_client(spec: str, *, processes: bool = True) -> Iterator["object"]:
             cluster.close()
         return
     try:
-        client = Client(str(value), timeout="30s")
+        client = Client(str(value), timeout=connect_timeout)
     except (OSError, TimeoutError) as exc:
         raise DaskError(f"--dask {spec}: cannot reach the scheduler: {exc}; start one with `dask scheduler` and "
                         "workers with `dask worker ADDRESS`") from None
@@ -194,14 +194,14 @@ def scan_urls(opts: ScanOptions, mapper: Mapper | None = None) -> ScanResult:
     return ScanResult(store, inputs)
 
 
-def scan_on_dask(opts: ScanOptions, spec: str, *, processes: bool = True,
+def scan_on_dask(opts: ScanOptions, spec: str, *, processes: bool = True, connect_timeout: str = "30s",
                  warn_path: Callable[[str, str], None] | None = None) -> ScanResult:
     """The whole ``tlslog scan --dask SPEC``: local paths through the scan's planner, URLs through fsspec."""
     urls = [p for p in opts.paths if is_url(p)]
     local = [p for p in opts.paths if not is_url(p)]
     if urls and local:
         raise DaskError("--dask: give either local paths or fsspec URLs, not both in one scan")
-    with dask_client(spec, processes=processes) as client:
+    with dask_client(spec, processes=processes, connect_timeout=connect_timeout) as client:
         mapper = dask_mapper(client)
         if urls:
             return scan_urls(opts, mapper)
