@@ -457,7 +457,7 @@ class ResponseReader:
         until_close = not no_body and not self._te_chunked and self._cl is None
         self._events.append(Response(
             status, self._reason, version, self._headers,
-            None if no_body and self._head_method else self._cl,
+            self._cl,  # kept for HEAD/304: the length of what GET would return
             self._te_chunked and not no_body, parser.should_keep_alive() and not until_close,
             until_close, no_body,
         ))

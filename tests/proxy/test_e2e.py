@@ -353,6 +353,21 @@ def test_chunked_upload_and_download(stack, tmp_path):
     assert body.endswith(b"\r\n0\r\n\r\n")
 
 
+def test_head_request_gets_length_without_body(stack):
+    r = curl("-sS", "-I", "--cacert", str(stack.pki.ca_cert), stack.url("p_tls", "/bytes/12345"))
+    head = r.stdout.decode()
+    assert head.startswith("HTTP/1.1 200 OK") and "Content-Length: 12345" in head
+    # and the connection stays usable: HEAD then GET on one connection
+    ctx = client_context(stack.pki.ca_cert)
+    with socket.create_connection(("127.0.0.1", stack.ports["p_tls"]), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(b"HEAD /bytes/99 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            status, _, headers, body = read_response(s, b"HEAD")
+            assert status == 200 and headers[b"content-length"] == b"99" and body == b""
+            s.sendall(b"GET /bytes/7 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert read_response(s)[3] == b"x" * 7
+
+
 def test_http10_client_gets_no_chunks(stack):
     ctx = client_context(stack.pki.ca_cert)
     with socket.create_connection(("127.0.0.1", stack.ports["p_tls"]), timeout=5) as raw:
