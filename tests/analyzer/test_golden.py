@@ -7,10 +7,11 @@ never the analyzer's output (see tests/data/README.md). These tests read the com
 only; they never start a server.
 
 Compared exactly: `events` (every category of issue 3, zeros included), `lines`,
-`unparsed_lines`. `status` and `protocols` are compared after a small normalisation that
-tolerates representation, not values: status codes are folded into classes ("503" -> "5xx"),
-per-vhost protocol tables are summed per protocol, zero entries are dropped, and requests
-without TLS ("-") are not a protocol.
+`unparsed_lines`. `status`, `protocols` and ciphers are compared after a small normalisation
+that tolerates representation, not values: status codes are folded into classes ("503" ->
+"5xx"), per-vhost protocol and cipher tables are summed (ciphers may sit at top level or in
+each vhost's {"protocols": ..., "ciphers": ...}), zero entries are dropped, and requests
+without TLS ("-", "(NONE)") have no protocol or cipher.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def status_classes(status: dict) -> dict[str, int]:
 
 
 _PROTOCOL = re.compile(r"^(SSLv[23]|TLSv1(\.[0-3])?)$")
+_NOT_A_NAME = ("-", "", "None", "none", "(NONE)")  # requests without TLS
 
 
 def protocol_totals(protocols: dict) -> dict[str, int]:
@@ -100,24 +102,47 @@ def protocol_totals(protocols: dict) -> dict[str, int]:
             for proto, n in inner.items():
                 if not isinstance(n, dict):
                     out[str(proto)] += int(n)
-    return {k: v for k, v in sorted(out.items()) if v and k not in ("-", "", "None", "none")}
+    return {k: v for k, v in sorted(out.items()) if v and k not in _NOT_A_NAME}
+
+
+def cipher_totals(out: dict) -> dict[str, int]:
+    """Requests per cipher, from a top-level "ciphers" table (flat or per vhost) or from
+    per-vhost {"protocols": ..., "ciphers": ...} tables inside "protocols"."""
+    totals: Counter = Counter()
+
+    def add(table: dict) -> None:
+        for name, n in table.items():
+            if isinstance(n, dict):
+                add(n)
+            else:
+                totals[str(name)] += int(n)
+
+    if isinstance(out.get("ciphers"), dict):
+        add(out["ciphers"])
+    for value in (out.get("protocols") or {}).values():
+        if isinstance(value, dict) and isinstance(value.get("ciphers"), dict):
+            add(value["ciphers"])
+    return {k: v for k, v in sorted(totals.items()) if v and k not in _NOT_A_NAME}
 
 
 def expected_sum(logs: list[Path]) -> dict:
     events: Counter = Counter()
     status: Counter = Counter()
     protocols: Counter = Counter()
+    ciphers: Counter = Counter()
     lines = unparsed = 0
     for log in logs:
         t = truth_of(log)
         events.update(t["events"])
         status.update(t["status"])
         protocols.update(t["protocols"])
+        ciphers.update(t["ciphers"])
         lines += t["lines"]
         unparsed += t["unparsed_lines"]
     return {"events": {c: events[c] for c in ISSUE3_CATEGORIES}, "lines": lines, "unparsed_lines": unparsed,
             "status": {k: v for k, v in sorted(status.items()) if v},
-            "protocols": {k: v for k, v in sorted(protocols.items()) if v}}
+            "protocols": {k: v for k, v in sorted(protocols.items()) if v},
+            "ciphers": {k: v for k, v in sorted(ciphers.items()) if v}}
 
 
 def assert_matches(got: dict, want: dict, what: str) -> None:
@@ -137,6 +162,8 @@ def assert_matches(got: dict, want: dict, what: str) -> None:
         problems.append(f"status: expected {want['status']}, got {got.get('status')}")
     if want["protocols"] != protocol_totals(got.get("protocols", {})):
         problems.append(f"protocols: expected {want['protocols']}, got {got.get('protocols')}")
+    if want["ciphers"] != cipher_totals(got):
+        problems.append(f"ciphers: expected {want['ciphers']}, got {cipher_totals(got)}")
     assert not problems, f"{what}:\n  " + "\n  ".join(problems)
 
 
@@ -159,6 +186,8 @@ def test_truth_file_is_well_formed(log: Path):
         f"{log}: the log was edited without regenerating its truth"
     assert set(t["status"]) <= {"1xx", "2xx", "3xx", "4xx", "5xx"}
     assert all(_PROTOCOL.match(p) for p in t["protocols"])
+    assert isinstance(t["ciphers"], dict) and all(isinstance(n, int) and n > 0 for n in t["ciphers"].values())
+    assert sum(t["ciphers"].values()) in (0, sum(t["protocols"].values())), "one cipher per TLS request"
 
 
 def test_corpus_covers_every_category_that_can_be_provoked():

@@ -83,7 +83,7 @@ def _apache_truths(out: Path, t: Tally, *, access: bool, warn_only: bool = False
     check_signatures(out / "ssl_request.log", {
         p: (rf"^\[[^]]+\] \S+ {p} ", n) for p, n in t.protocols.items()
     } | {"no TLS": (r"^\[[^]]+\] \S+ - - ", t.events["plain_http_on_tls_port"])})
-    write_truth(out / "ssl_request.log", protocols=t.protocols)
+    write_truth(out / "ssl_request.log", protocols=t.protocols, ciphers=t.ciphers)
 
 
 def build_apache(root: Path, work: Path, pki) -> None:

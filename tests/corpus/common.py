@@ -301,7 +301,7 @@ class Tally:
     events: Counter = field(default_factory=Counter)
     status: Counter = field(default_factory=Counter)  # by class, "2xx"
     protocols: Counter = field(default_factory=Counter)  # requests per TLS protocol
-    ciphers: Counter = field(default_factory=Counter)  # requests per cipher (informational)
+    ciphers: Counter = field(default_factory=Counter)  # requests per cipher (OpenSSL names)
     notes: list[str] = field(default_factory=list)
 
     def hit(self, category: str, n: int = 1) -> None:
@@ -343,7 +343,8 @@ def truth_path(log: Path) -> Path:
 
 
 def write_truth(log: Path, *, events: Counter | None = None, status: Counter | None = None,
-                protocols: Counter | None = None, extra: dict | None = None) -> dict:
+                protocols: Counter | None = None, ciphers: Counter | None = None,
+                extra: dict | None = None) -> dict:
     """Write `<log>.truth.json`: the golden answer for `tlslog scan --format json <log>`."""
     events = events or Counter()
     truth = {
@@ -352,6 +353,7 @@ def write_truth(log: Path, *, events: Counter | None = None, status: Counter | N
         "unparsed_lines": 0,
         "status": {k: v for k, v in sorted((status or Counter()).items()) if v},
         "protocols": {k: v for k, v in sorted((protocols or Counter()).items()) if v},
+        "ciphers": {k: v for k, v in sorted((ciphers or Counter()).items()) if v},
     }
     if extra:
         truth["_notes"] = extra

@@ -279,6 +279,7 @@ def build(data: Path, work: Path, pki: CorpusPKI) -> None:
         check_signatures(dest, _expected_signatures(mode, triggered, t))
         # httplog has no TLS fields; httpslog ends with sni/version/cipher
         protocols = t.protocols if mode == "errorlogformat" else None
-        write_truth(dest, events=t.events, status=t.status, protocols=protocols,
+        ciphers = t.ciphers if mode == "errorlogformat" else None
+        write_truth(dest, events=t.events, status=t.status, protocols=protocols, ciphers=ciphers,
                     extra={"driver_actions": dict(sorted(triggered.items()))})
         print(f"haproxy26 {mode}: {dict(t.events)} status {dict(t.status)} protocols {dict(protocols or {})}")
