@@ -121,6 +121,12 @@ class PortProtocol(Protocol):
         self._vhost = vhost
         self._timer = listener.env.reactor.callLater(
             listener.env.timeouts.client_handshake_seconds, self._timeout)
+        # Counted as active until handed over: a graceful stop (reload, issue 6) waits for
+        # a connection accepted before it whose first bytes are still on their way.
+        listener.env.active.add(self)
+
+    def drain(self) -> None:
+        """Graceful stop: nothing to cut short; the first bytes get their handshake timeout."""
 
     def dataReceived(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
@@ -148,6 +154,7 @@ class PortProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self.listener.env.active.discard(self)
 
     def _hand_over(self, factory, data: bytes) -> None:
         transport = self.transport
