@@ -6,6 +6,7 @@ import datetime as dt
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 
 def _cmd(argv: list[str]) -> str:
@@ -14,6 +15,12 @@ def _cmd(argv: list[str]) -> str:
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unavailable ({e.__class__.__name__})"
     return (done.stdout + done.stderr).strip()
+
+
+def _word(text: str, index: int) -> str:
+    """Word `index` of the first line ("HAProxy version 2.6.12 ..." -> "2.6.12"), or the line."""
+    words = text.splitlines()[0].split() if text else []
+    return words[index] if len(words) > index else text
 
 
 def steal_jiffies() -> tuple[int, int]:
@@ -33,7 +40,7 @@ def describe() -> dict:
         import twisted
         from cryptography.hazmat.backends.openssl.backend import backend as ossl
         py_versions = {"twisted": twisted.__version__, "pyopenssl": OpenSSL.__version__,
-                       "openssl (cryptography)": ossl.openssl_version_text()}
+                       "openssl (cryptography, tlsfront)": _word(ossl.openssl_version_text(), 1)}
     except ImportError as e:
         py_versions = {"error": str(e)}
     try:
@@ -51,11 +58,12 @@ def describe() -> dict:
         "python": sys.version.split()[0],
         "loadavg_start": open("/proc/loadavg").read().split()[:3],
         "versions": {
-            "nginx": _cmd(["nginx", "-v"]).replace("nginx version: ", ""),
-            "haproxy": _cmd(["haproxy", "-v"]).splitlines()[0] if _cmd(["haproxy", "-v"]) else "",
-            "wrk": _cmd(["wrk", "-v"]).splitlines()[0] if _cmd(["wrk", "-v"]) else "",
-            "openssl (system)": _cmd(["openssl", "version"]),
-            "hyperfine": _cmd(["hyperfine", "--version"]),
+            "nginx": _cmd(["nginx", "-v"]).replace("nginx version: nginx/", ""),
+            "haproxy": _word(_cmd(["haproxy", "-v"]), 2),
+            "wrk": _word(_cmd(["wrk", "-v"]), 1),
+            "openssl (system)": _word(_cmd(["openssl", "version"]), 1),
+            "hyperfine": _word(_cmd(["hyperfine", "--version"]), 1),
             **py_versions,
         },
+        "git_commit": _cmd(["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short", "HEAD"]),
     }

@@ -117,3 +117,20 @@ def baseline_table(summary: dict) -> str:
         lines.append(f"| {name} | {_fmt(ratio(tw, _get(summary, 1, name, 'tlsfront', 'cpu_per_unit_us')))} "
                      f"| {_fmt(ratio(tw, _get(summary, 1, name, 'nginx', 'cpu_per_unit_us')))} |")
     return "\n".join(lines)
+
+
+def machine_md(m: dict, args: dict, seconds: float | None) -> str:
+    """The machine and versions, as a markdown list (for docs/benchmarks.md)."""
+    cpu = m.get("cpu", {})
+    lines = [
+        f"- date: {m.get('date_utc')}; run took {seconds / 60:.1f} min" if seconds else f"- date: {m.get('date_utc')}",
+        f"- CPU: {cpu.get('Model name', '?')}, {cpu.get('CPU(s)', '?')} CPUs "
+        f"({cpu.get('Thread(s) per core', '?')} thread per core), hypervisor {cpu.get('Hypervisor vendor', 'none')}; "
+        f"{m.get('memory_gib')} GiB; kernel {m.get('kernel')}; Python {m.get('python')}",
+        f"- load average at start: {' '.join(m.get('loadavg_start', []))} (the machine was shared with other test runs)",
+        "- versions: " + "; ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
+        + f"; tlsfront at commit {m.get('git_commit', '?')}",
+        f"- run: `python -m bench.run` reps={args.get('reps')}, duration={args.get('duration')} s, "
+        f"warm-up={args.get('warmup')} s, workers={args.get('workers')}, fronts={','.join(args.get('fronts', []))}",
+    ]
+    return "\n".join(lines)

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     results["trials"] = trials
     summary = report.summarize(trials)
     results["summary"] = [{"workers": k[0], "scenario": k[1], "front": k[2], **v} for k, v in summary.items()]
-    text = []
+    text = ["## Machine", "", report.machine_md(results["machine"], results["args"], results.get("proxy_seconds")), ""]
     if summary:
         subject = "tlsfront" if any(k[2] == "tlsfront" for k in summary) else args.fronts[-1]
         text += [f"## Ratios ({subject}; CPU per unit of work, medians of {args.reps})", "",
