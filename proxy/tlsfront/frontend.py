@@ -750,10 +750,11 @@ class FrontendProtocol(Protocol):
 
     def _finish_exchange(self) -> None:
         keep = self._keep and not self.env.draining
+        mode = self.quirks.shutdown  # before the reset forgets this request's quirks
         self._reset_exchange()
         self._busy = False
         if not keep:
-            self._close()
+            self._close(mode=mode)
             return
         gate = self._gate
         if gate.reasons:
@@ -770,7 +771,9 @@ class FrontendProtocol(Protocol):
             for data in backlog:
                 self.dataReceived(data)
 
-    def _close(self, abort: bool = False) -> None:
+    def _close(self, abort: bool = False, mode: str | None = None) -> None:
+        """Close after pending data, in the TLS shutdown mode of the request's quirks
+        (shutdown.py), or at once (`abort`)."""
         if self._closing:
             return
         self._closing = True
@@ -782,7 +785,7 @@ class FrontendProtocol(Protocol):
         if abort:
             transport.abortConnection()
             return
-        mode = self.quirks.shutdown
+        mode = mode or self.quirks.shutdown
         shutdown.close(transport, mode)
         if mode == shutdown.ACCURATE:
             self.env.reactor.callLater(ACCURATE_SHUTDOWN_WAIT_SECONDS, _abort_if_open, transport)

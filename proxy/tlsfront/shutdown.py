@@ -33,6 +33,12 @@ def close(transport, mode: str = STANDARD) -> None:
     """Close `transport` (TLS or plain) after its pending data, in shutdown `mode`."""
     get_handle = getattr(transport, "getHandle", None)
     if get_handle is not None:
+        # Twisted's BufferingTLSTransport holds small writes until the next reactor
+        # turn and flushes them in loseConnection(): SSL_write refuses data once
+        # SENT_SHUTDOWN is set, so the held response must go out first.
+        aggregator = getattr(transport, "_aggregator", None)
+        if aggregator is not None:
+            aggregator.flush()
         conn = get_handle()
         if isinstance(conn, SSL.Connection):
             flags = FLAGS[mode]

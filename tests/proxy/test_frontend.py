@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from OpenSSL import SSL
 from twisted.internet import error
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -34,10 +35,10 @@ class Harness:
         self.site = Site(vhost, Upstream(self.pool, vhost.backends, vhost.label))
         self.backends: list[tuple[object, StringTransport]] = []
 
-    def client(self) -> tuple[FrontendProtocol, StringTransport]:
+    def client(self, transport_class=None) -> tuple[FrontendProtocol, StringTransport]:
         proto = FrontendProtocol(self.env, lambda ip, port, host: self.site, tls=False)
-        t = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
-                            peerAddress=IPv4Address("TCP", "10.1.2.3", 5555))
+        t = (transport_class or StringTransport)(hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
+                                                 peerAddress=IPv4Address("TCP", "10.1.2.3", 5555))
         proto.makeConnection(t)
         return proto, t
 
@@ -272,6 +273,35 @@ def test_msie_quirks(tmp_path, ua, quirky):
     else:
         assert out.startswith(b"HTTP/1.1 200 OK\r\n") and b"Transfer-Encoding: chunked" in out
         assert not t.disconnecting
+
+
+class TLSStringTransport(StringTransport):
+    """A StringTransport with a real pyOpenSSL Connection behind getHandle(), as
+    TLSMemoryBIOProtocol has: the shutdown flags set before closing can be read back."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.conn = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+
+    def getHandle(self):
+        return self.conn
+
+
+@pytest.mark.parametrize("ua,request_close,flags", [
+    (b"Mozilla/4.0 (compatible; MSIE 5.5; Windows 98)", False, SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN),
+    (b"Firefox/120.0", True, SSL.RECEIVED_SHUTDOWN),
+], ids=["msie-unclean", "standard"])
+def test_shutdown_mode_flags_follow_the_request_quirks(tmp_path, ua, request_close, flags):
+    """mod_ssl: standard = RECEIVED_SHUTDOWN (close_notify sent, the peer's not awaited);
+    ssl-unclean-shutdown = SENT|RECEIVED (no close_notify at all)."""
+    h = Harness(tmp_path, quirks=(MSIE,))
+    proto, t = h.client(TLSStringTransport)
+    extra = b"Connection: close\r\n" if request_close else b""
+    proto.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: " + ua + b"\r\n" + extra + b"\r\n")
+    bp, _ = h.connect_backend()
+    bp.dataReceived(OK)
+    assert t.disconnecting
+    assert t.conn.get_shutdown() == flags
 
 
 def test_reused_connection_closed_by_backend_is_retried(tmp_path):
