@@ -151,8 +151,10 @@ class Env:
         self.reader_limits = http1.ReaderLimits(lim.max_header_count, lim.max_header_bytes,
                                                 lim.max_body_bytes)
         self.quirks = quirks or QuirkRules()
+        self.max_connections = lim.max_connections
+        self.refused_connections = 0
         self.connections = 0
-        self.active: set = set()  # FrontendProtocols, for a graceful stop
+        self.active: set = set()  # FrontendProtocols (and sniffing PortProtocols), for a graceful stop
         self.draining = False
 
 

@@ -227,6 +227,12 @@ class ListenerFactory(Factory):
         return self.sites.get(vhost.index) if vhost is not None else None
 
     def buildProtocol(self, addr):
+        env = self.env
+        if len(env.active) >= env.max_connections:
+            # [limits] max_connections per worker: Twisted closes the socket at once.
+            # The admin listener is another factory and still answers (issue 11).
+            env.refused_connections += 1
+            return None
         proto = PortProtocol(self)
         proto.factory = self
         return proto

@@ -569,3 +569,57 @@ backends = ["http://127.0.0.1:{b_port}"]
     finally:
         proxy.stop()
         backend.stop()
+
+
+def test_max_connections_refuses_more_and_admin_still_answers(pki, tmp_path):
+    b_port, p_port, a_port = free_ports(3)
+    backend = start_backend(tmp_path, b_port)
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(f"""
+[server]
+workers = 1
+[admin]
+listen = "127.0.0.1:{a_port}"
+[limits]
+max_connections = 3
+[[vhost]]
+listen = "127.0.0.1:{p_port}"
+backends = ["http://127.0.0.1:{b_port}"]
+""")
+    proxy = start_proxy(tmp_path, cfg, [("127.0.0.1", p_port), ("127.0.0.1", a_port)], name="maxconn")
+    held = []
+    try:
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", p_port), timeout=5)
+            s.sendall(b"GET /held HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert read_response(s)[0] == 200
+            held.append(s)  # kept alive: each counts
+        extra = socket.create_connection(("127.0.0.1", p_port), timeout=5)
+        extra.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        try:
+            assert extra.recv(100) == b""  # closed at once, no answer
+        except ConnectionResetError:
+            pass
+        extra.close()
+        r = curl(f"http://127.0.0.1:{a_port}/healthz")
+        assert b"ok" in r.stdout
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the freed slot takes a new client
+            s = socket.create_connection(("127.0.0.1", p_port), timeout=5)
+            s.sendall(b"GET /again HTTP/1.1\r\nHost: a\r\n\r\n")
+            try:
+                if read_response(s)[0] == 200:
+                    s.close()
+                    break
+            except (ConnectionError, OSError):
+                pass
+            s.close()
+            time.sleep(0.1)
+        else:
+            raise AssertionError("no slot freed after closing a connection")
+    finally:
+        for s in held:
+            s.close()
+        proxy.stop()
+        backend.stop()
