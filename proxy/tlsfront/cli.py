@@ -22,17 +22,25 @@ from . import __version__
 from .errors import ConfigErrors
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 1 like every other tlsfront error (argparse uses 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML configuration")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tlsfront",
         description="A TLS front end for legacy HTTP applications (mod_ssl + mod_proxy's job).",
     )
     parser.add_argument("-V", "--version", action="version", version=f"tlsfront {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     p = sub.add_parser("serve", help="run the proxy in the foreground")
     _add_config(p)
