@@ -34,6 +34,8 @@ class with StringTransport and MemoryReactorClock.
 
 from __future__ import annotations
 
+import ipaddress
+
 from OpenSSL import SSL
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -121,20 +123,35 @@ class Site:
     """One vhost as the data path needs it, built once at startup."""
 
     __slots__ = ("vhost", "label", "upstream", "proto", "trusted", "tls_headers", "client_cert",
-                 "host_header")
+                 "host_header", "hsts")
 
     def __init__(self, vhost: VHost, upstream: Upstream) -> None:
         self.vhost = vhost
         self.label = vhost.label
         self.upstream = upstream
         self.proto = b"https" if vhost.is_tls else b"http"
-        self.trusted = frozenset(vhost.forwarding.trusted_proxies)
+        self.trusted = tuple(ipaddress.ip_network(n, strict=False)
+                             for n in vhost.forwarding.trusted_proxies)
+        # RFC 6797: Strict-Transport-Security, on TLS responses only.
+        self.hsts = ((b"Strict-Transport-Security", b"max-age=%d" % vhost.hsts_max_age_seconds)
+                     if vhost.is_tls and vhost.hsts_max_age_seconds is not None else None)
         self.tls_headers = vhost.is_tls and vhost.forwarding.tls_headers
         self.client_cert = vhost.forwarding.client_cert_header
         default_port = 443 if vhost.is_tls else 80
         port = vhost.listen.port
         self.host_header = (vhost.server_name if port == default_port
                             else f"{vhost.server_name}:{port}").encode("idna")
+
+
+def is_trusted(site: Site, ip: str) -> bool:
+    """Whether `ip` is one of the site's trusted proxies (addresses or networks)."""
+    if not site.trusted:
+        return False
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in site.trusted)
 
 
 class Env:
@@ -449,7 +466,7 @@ class FrontendProtocol(Protocol):
                 self._tls_headers = []
         fwd = _headers.forward_request_headers(
             req.headers, peer_ip=self._peer_ip, proto=site.proto, local_port=self._local_port_bytes,
-            trusted=self.peer[0] in site.trusted, extra=self._tls_headers,
+            trusted=site.trusted and is_trusted(site, self.peer[0]), extra=self._tls_headers,
             default_host=site.host_header,
         )
         if req.chunked:
@@ -629,6 +646,8 @@ class FrontendProtocol(Protocol):
                 out.append((b"Connection", b"keep-alive"))
         else:
             out.append((b"Connection", b"close"))
+        if self.site.hsts is not None:
+            out.append(self.site.hsts)
         self._keep = keep
         self._status = resp.status
         version = b"1.0" if quirks.force_response_1_0 else b"1.1"

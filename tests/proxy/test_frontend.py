@@ -21,7 +21,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 class Harness:
-    def __init__(self, tmp_path, backends=(B1,), quirks=(), limits=None, **timeouts):
+    def __init__(self, tmp_path, backends=(B1,), quirks=(), limits=None, vhost_kw=None, **timeouts):
         self.clock = MemoryReactorClock()
         self.timeouts = Timeouts(**timeouts)
         self.pool = Pool(self.clock, self.timeouts)
@@ -30,8 +30,9 @@ class Harness:
         logs = Logs(self.error_log, self.access_log, log_level="debug")
         self.env = Env(self.clock, self.pool, Hooks(logs), self.timeouts, limits or Limits(),
                        QuirkRules(quirks))
-        vhost = VHost(index=0, server_name="app.test", listen=Address("127.0.0.1", 8080), tls=None,
-                      backends=tuple(backends))
+        kw = {"tls": None, **(vhost_kw or {})}
+        vhost = VHost(index=0, server_name="app.test", listen=Address("127.0.0.1", 8080),
+                      backends=tuple(backends), **kw)
         self.site = Site(vhost, Upstream(self.pool, vhost.backends, vhost.label))
         self.backends: list[tuple[object, StringTransport]] = []
 
@@ -341,3 +342,31 @@ def test_http10_client_and_until_close_response(tmp_path):
     bp.dataReceived(b" close")
     bp.connectionLost(Failure(error.ConnectionDone()))
     assert t.value().endswith(b"Connection: close\r\n\r\nuntil close") and t.disconnecting
+
+
+def test_trusted_proxy_networks(tmp_path):
+    from tlsfront.model import Forwarding
+    for nets, expected in ((("10.0.0.0/8",), b"X-Forwarded-For: 1.1.1.1, 10.1.2.3\r\n"),
+                           (("10.1.2.3",), b"X-Forwarded-For: 1.1.1.1, 10.1.2.3\r\n"),
+                           (("192.168.0.0/16",), b"X-Forwarded-For: 10.1.2.3\r\n")):
+        h = Harness(tmp_path, vhost_kw={"forwarding": Forwarding(trusted_proxies=nets)})
+        proto, t = h.client()  # the peer is 10.1.2.3
+        proto.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n")
+        _, bt = h.connect_backend()
+        assert expected in bt.value(), (nets, bt.value())
+
+
+def test_hsts_only_on_tls_vhosts(tmp_path):
+    from tlsfront.model import TLSSettings
+    h = Harness(tmp_path, vhost_kw={"tls": TLSSettings(), "hsts_max_age_seconds": 600})
+    proto, t = h.client()
+    proto.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    bp, _ = h.connect_backend()
+    bp.dataReceived(OK)
+    assert b"Strict-Transport-Security: max-age=600\r\n" in t.value()
+    h = Harness(tmp_path)
+    proto, t = h.client()
+    proto.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    bp, _ = h.connect_backend()
+    bp.dataReceived(OK)
+    assert b"Strict-Transport-Security" not in t.value()
