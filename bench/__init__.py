@@ -1,4 +1,4 @@
-"""`make bench`: tlsfront against nginx, HAProxy and a plain Twisted proxy, on one machine.
+"""`make bench`: tlsfront against nginx, HAProxy, Apache and a plain Twisted proxy, on one machine.
 
 Run `python -m bench.run --help`. Everything is measured as the FRONT's CPU seconds
 per unit of work (requests, MiB), compared as ratios inside one interleaved round,

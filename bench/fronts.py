@@ -65,6 +65,13 @@ def haproxy(d: Path, cert: CertFiles, port: int, backend_port: int, workers: int
     return Launch([_binary("haproxy"), "-db", "-f", str(conf)])
 
 
+def apache(d: Path, cert: CertFiles, port: int, backend_port: int, workers: int) -> Launch:
+    conf = render("apache.conf", d / "apache.conf", dir=d, port=port, backend_port=backend_port,
+                  workers=workers, max_request_workers=64 * workers, fullchain=cert.fullchain, key=cert.key)
+    # the key is read by the root parent; the children run as www-data and need nothing under d
+    return Launch([_binary("apache2"), "-d", str(d), "-f", str(conf), "-DFOREGROUND"])
+
+
 def _python_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
@@ -92,9 +99,14 @@ def tlsfront(d: Path, cert: CertFiles, port: int, backend_port: int, workers: in
 FRONTS: dict[str, Callable[[Path, CertFiles, int, int, int], Launch]] = {
     "nginx": nginx,
     "haproxy": haproxy,
+    "apache": apache,
     "twisted": twisted_baseline,
     "tlsfront": tlsfront,
 }
+DEFAULT_FRONTS = tuple(FRONTS)
+# with workers=2, the single-process baseline has nothing to add, and Apache's row is context:
+# the issue compares tlsfront with two workers against nginx (and HAProxy) with two
+TWO_WORKER_FRONTS = ("nginx", "haproxy", "tlsfront")
 
 
 def start_front(name: str, workdir: Path, cert: CertFiles, backend_port: int, workers: int,

@@ -8,6 +8,7 @@ set -euo pipefail
 declare -A want=(
   [nginx]=nginx
   [haproxy]=haproxy
+  [apache2]=apache2    # the Apache 2.4 mod_ssl + mod_proxy row
   [wrk]=wrk
   [h2load]=nghttp2-client
   [openssl]=openssl
@@ -39,7 +40,7 @@ if [ "${#missing[@]}" -ne 0 ]; then
 fi
 # Services installed earlier (or by another package) may be running: they would take
 # CPU 0/1 from the measurement. Stop them when this machine runs systemd or sysvinit.
-for svc in nginx haproxy; do
+for svc in nginx haproxy apache2; do
   if [ "$(id -u)" -eq 0 ] && command -v service >/dev/null 2>&1 && service "$svc" status >/dev/null 2>&1; then
     echo "stopping the system's $svc service for the bench (start it again with: service $svc start)"
     service "$svc" stop >/dev/null 2>&1 || true

@@ -5,7 +5,8 @@ repetition every front once (A B C A B C): a time window that is slow for one
 front is slow for all. Each trial starts the front fresh, warms it up (not
 measured), reads the front tree's CPU from /proc, runs wrk, reads it again, and
 stops the front. Pinning with workers=1: front on CPU 0; wrk and the backend on
-CPU 1. With workers=2 the front and wrk may use both CPUs (there is no third).
+CPU 1. With workers=2 the front and wrk may use both CPUs (there is no third);
+that round runs nginx, HAProxy and tlsfront only.
 
 Examples:
     python -m bench.run                                  # everything (~15 min)
@@ -110,7 +111,7 @@ def plan(args) -> list[tuple[int, Scenario, int, str]]:
         names = [n for n in args.only if n in SCENARIOS]
         if workers != 1:
             names = [n for n in names if n in SCENARIOS_2_WORKERS]
-        fr = [f for f in args.fronts if not (workers != 1 and f == "twisted")]  # single-process baseline
+        fr = [f for f in args.fronts if workers == 1 or f in fronts.TWO_WORKER_FRONTS]
         for name in names:
             for rep in range(1, args.reps + 1):
                 for front in fr:
@@ -124,8 +125,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     every = [*SCENARIOS, "logbench"]
     p.add_argument("--only", default=",".join(every),
                    help=f"comma-separated scenarios (default all): {', '.join(every)}")
-    p.add_argument("--fronts", default=",".join(fronts.FRONTS),
-                   help=f"comma-separated fronts, in interleaving order (default {','.join(fronts.FRONTS)})")
+    p.add_argument("--fronts", default=",".join(fronts.DEFAULT_FRONTS),
+                   help=f"comma-separated fronts, in interleaving order, of {', '.join(fronts.FRONTS)} "
+                        f"(default {','.join(fronts.DEFAULT_FRONTS)})")
     p.add_argument("--workers", default=None, help="worker counts to run (default 1,2; --quick: 1)")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick: 1)")
     p.add_argument("--duration", type=float, default=None,

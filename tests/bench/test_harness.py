@@ -19,7 +19,7 @@ from bench import procs, report, run, synthlog
 from bench.scenarios import SCENARIOS
 
 REPO = Path(__file__).resolve().parents[2]
-NEEDED = ("nginx", "wrk", "gcc", "taskset", "hyperfine")
+NEEDED = ("nginx", "apache2", "wrk", "gcc", "taskset", "hyperfine")
 
 
 def _missing() -> list[str]:
@@ -75,21 +75,21 @@ def test_bad_options_are_refused_with_the_valid_choices(capsys):
 def test_one_tiny_round(tmp_path):
     out = tmp_path / "results"
     argv = [sys.executable, "-m", "bench.run", "--quick", "--only", "keepalive,full-ecdsa,resumed",
-            "--fronts", "nginx,twisted", "--duration", "1", "--warmup", "0", "--out", str(out)]
+            "--fronts", "nginx,apache,twisted", "--duration", "1", "--warmup", "0", "--out", str(out)]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((out / "results.json").read_text())
     assert data["machine"]["versions"]["nginx"]
     trials = data["trials"]
     assert {(t["scenario"], t["front"]) for t in trials} == {
-        (s, f) for s in ("keepalive", "full-ecdsa", "resumed") for f in ("nginx", "twisted")
+        (s, f) for s in ("keepalive", "full-ecdsa", "resumed") for f in ("nginx", "apache", "twisted")
     }
     for t in trials:
         assert "error" not in t, t
         assert t["requests"] > 0 and t["cpu_seconds"] > 0 and t["rss_worker_mib"] > 1
         assert t["p50_ms"] <= t["p99_ms"]
     by = {(t["scenario"], t["front"]): t for t in trials}
-    for front in ("nginx", "twisted"):
+    for front in ("nginx", "apache", "twisted"):
         # the server-side proof: the shim stopped every resumption, plain wrk resumed
         assert by[("full-ecdsa", front)]["resumed"] == 0
         assert by[("full-ecdsa", front)]["full"] == by[("full-ecdsa", front)]["requests"]
