@@ -123,7 +123,7 @@ class Site:
     """One vhost as the data path needs it, built once at startup."""
 
     __slots__ = ("vhost", "label", "upstream", "proto", "trusted", "tls_headers", "client_cert",
-                 "host_header", "hsts")
+                 "host_header", "hsts", "preserve_host")
 
     def __init__(self, vhost: VHost, upstream: Upstream) -> None:
         self.vhost = vhost
@@ -137,6 +137,7 @@ class Site:
                      if vhost.is_tls and vhost.hsts_max_age_seconds is not None else None)
         self.tls_headers = vhost.is_tls and vhost.forwarding.tls_headers
         self.client_cert = vhost.forwarding.client_cert_header
+        self.preserve_host = vhost.forwarding.preserve_host
         default_port = 443 if vhost.is_tls else 80
         port = vhost.listen.port
         self.host_header = (vhost.server_name if port == default_port
@@ -473,7 +474,10 @@ class FrontendProtocol(Protocol):
             fwd.append((b"Transfer-Encoding", b"chunked"))
         elif req.content_length is not None:
             fwd.append((b"Content-Length", b"%d" % req.content_length))
-        self._head = http1.request_head_bytes(req.method, req.target, fwd)
+        if site.preserve_host:
+            self._head = http1.request_head_bytes(req.method, req.target, fwd)
+        else:
+            self._fwd = fwd  # Host is the backend's: serialised once the backend is known
         self._order = site.upstream.order()
         self._next_backend()
 
@@ -532,6 +536,12 @@ class FrontendProtocol(Protocol):
         self.conn = conn
         self._reused = reused
         req = self.req
+        if not self.site.preserve_host:
+            # mod_proxy's ProxyPreserveHost Off: Host names the backend (X-Forwarded-Host keeps the client's).
+            b = conn.backend
+            host = (b"%s:%d" % (b.host.encode("idna"), b.port))
+            self._head = http1.request_head_bytes(
+                req.method, req.target, [(n, host) if n.lower() == b"host" else (n, v) for n, v in self._fwd])
         conn.send_head(self, req.method, self._head)
         self.env.hooks.event("backend_request", self.site.label, str(self.backend))
         transport = conn.transport

@@ -370,3 +370,14 @@ def test_hsts_only_on_tls_vhosts(tmp_path):
     bp, _ = h.connect_backend()
     bp.dataReceived(OK)
     assert b"Strict-Transport-Security" not in t.value()
+
+
+def test_preserve_host_off_names_the_backend(tmp_path):
+    from tlsfront.model import Forwarding
+    h = Harness(tmp_path, vhost_kw={"forwarding": Forwarding(preserve_host=False)})
+    proto, t = h.client()
+    proto.dataReceived(b"GET / HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
+    _, bt = h.connect_backend()
+    head = bt.value()
+    assert head.startswith(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n")
+    assert b"X-Forwarded-Host: www.example.test\r\n" in head
