@@ -314,7 +314,9 @@ def _check_protocols(ctx: _Ctx, table: _Table, tls: model.TLSSettings) -> None:
         return
     key = table.sub("protocols")
     try:
-        rng = protocols.parse(tls.protocols)
+        from OpenSSL import SSL  # not the reactor: safe before the fork
+
+        rng = protocols.parse(tls.protocols, openssl_name=SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode())
     except protocols.ProtocolError as exc:
         ctx.error(key, str(exc), exc.fix)
         return

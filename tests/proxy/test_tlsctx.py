@@ -515,3 +515,45 @@ def test_seed_random(tmp_path):
     line = tlsctx.seed_random((RandomSeed("startup", "builtin"), RandomSeed("startup", "file:/dev/urandom", 64),
                                RandomSeed("connect", "file:/dev/urandom", 32)))
     assert "64 bytes added" in line and "RAND_status OK" in line
+
+
+def test_ca_certificate_path_made_by_cert_rehash(tmp_path, pki, serve, capsys):
+    """SSLCACertificatePath: a hashed directory (tlsfront cert rehash) instead of a CA file."""
+    from tlsfront import cli
+
+    cadir = tmp_path / "cas"
+    cadir.mkdir()
+    shutil.copy(pki.client_ca_cert, cadir / "client-ca.pem")
+    assert cli.main(["cert", "rehash", str(cadir)]) == 0
+    capsys.readouterr()
+    srv = serve(context_for(tmp_path, base_tls(pki, verify_client='"require"', ca_certificate_path=f'"{cadir}"')))
+    py_client(srv.port, client_ctx(pki, pki.client_cert, pki.client_key)).close()
+    assert srv.outcome().verify == ("SUCCESS", None)
+    with pytest.raises((ssl.SSLError, OSError)):
+        py_client(srv.port, client_ctx(pki, pki.stranger_cert, pki.stranger_key)).close()
+    out = srv.outcome()
+    assert not out.ok and out.record.category == "unknown CA"
+
+
+@pytest.mark.parametrize("depth, ok", [(0, False), (1, True)])
+def test_verify_depth_counts_intermediates(tmp_path, pki, serve, depth, ok):
+    """SSLVerifyDepth: OpenSSL counts the CAs between the client certificate and the trust anchor."""
+    ca_key = serialization.load_pem_private_key((pki.dir / "client-ca.key").read_bytes(), None)
+    ca = certgen.Issued(x509.load_pem_x509_certificate(pki.client_ca_cert.read_bytes()), ca_key)
+    inter = certgen.issue("client intermediate", issuer=ca, is_ca=True)
+    dave = certgen.issue("dave", issuer=inter, client=True)
+    bundle, key = tmp_path / "dave-chain.pem", tmp_path / "dave.key"
+    certgen.write_file(bundle, dave.cert_pem() + inter.cert_pem())
+    certgen.write_file(key, dave.key_pem(), mode=0o600)
+    block = client_tls(pki, "require").replace("chain = ", f"verify_depth = {depth}\nchain = ")
+    srv = serve(context_for(tmp_path, block))
+    try:
+        py_client(srv.port, client_ctx(pki, bundle, key)).close()
+    except (ssl.SSLError, OSError):
+        pass
+    out = srv.outcome()
+    assert out.ok is ok, out
+    if ok:
+        assert out.verify == ("SUCCESS", None)
+    else:
+        assert out.record.category == "chain too long" and out.verify[0] == "FAILED:certificate chain too long"
