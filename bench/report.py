@@ -134,3 +134,14 @@ def machine_md(m: dict, args: dict, seconds: float | None) -> str:
         f"warm-up={args.get('warmup')} s, workers={args.get('workers')}, fronts={','.join(args.get('fronts', []))}",
     ]
     return "\n".join(lines)
+
+
+def work_table(summary: dict, workers: int = 1) -> str:
+    """The issue's table: work done per CPU second of the front, one row per front."""
+    names = [n for n in SCENARIOS if any(k[0] == workers and k[1] == n for k in summary)]
+    heads = [f"{n} ({'MiB' if SCENARIOS[n].unit == 'MiB' else 'requests'})" for n in names]
+    lines = [f"| front (workers={workers}) | " + " | ".join(heads) + " |", "|---" * (len(names) + 1) + "|"]
+    for front in dict.fromkeys(k[2] for k in summary if k[0] == workers):
+        cells = [_fmt(_get(summary, workers, n, front, "units_per_cpu_second"), 0) for n in names]
+        lines.append(f"| {front} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

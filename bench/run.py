@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         subject = "tlsfront" if any(k[2] == "tlsfront" for k in summary) else args.fronts[-1]
         text += [f"## Ratios ({subject}; CPU per unit of work, medians of {args.reps})", "",
                  report.ratio_table(summary, subject), "",
+                 "## Work per front CPU second (medians; the issue's table)", "",
+                 *[report.work_table(summary, w) + "\n" for w in args.workers],
                  "## Raw figures (medians)", "", report.raw_table(summary), ""]
         if any(k[2] == "twisted" for k in summary):
             text += ["## The HTTP layer: plain twisted.web + Agent against tlsfront", "", report.baseline_table(summary), ""]

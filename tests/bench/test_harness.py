@@ -131,3 +131,20 @@ def test_ratio_table_from_made_up_trials():
     # 80/20 = 4.00 times nginx's CPU; issue ratio 20/80 = 0.25 meets the 0.25 target; p99 median 5 / 2
     assert "| 1 | keepalive | 4.00 | 3.20 | 0.25 | >= 0.25 | yes | 2.50 |" in table
     assert SCENARIOS["keepalive"].target_vs_nginx == 0.25
+    work = report.work_table(summary)
+    assert "| tlsfront | 12,500 |" in work and "| nginx | 50,000 |" in work  # 1e6 / median(100, 60, 80) µs
+
+
+def test_profile_summary_attributes_samples_to_areas():
+    from bench import profile
+    collapsed = "\n".join([
+        "main (tlsfront/cli.py:1);doRead (twisted/internet/tcp.py:278) 30",
+        "main (tlsfront/cli.py:1);dataReceived (tlsfront/frontend.py:9);feed (tlsfront/http1.py:3) 60",
+        "_bootstrap (threading.py:1);wait (threading.py:327) 500",  # an idle pool thread: ignored
+        "main (tlsfront/cli.py:1);mystery (x.py:1) 10",
+    ])
+    text = profile.summarize(collapsed)
+    assert text.startswith("100 samples")
+    assert "60.0%  tlsfront http1 (parse/serialise)" in text
+    assert "30.0%  reactor: socket send/recv" in text
+    assert "10.0%  other" in text
