@@ -479,3 +479,13 @@ def test_check_runtime_paths(tmp_path):
     errors, _ = config.check_runtime_paths(cfg)
     assert len(errors) == 1 and "is a directory" in errors[0]
 
+
+
+def test_explain_bind_error_unwraps_twisted_cannot_listen():
+    import errno
+
+    from twisted.internet.error import CannotListenError  # not the reactor
+
+    exc = CannotListenError("127.0.0.1", 8443, OSError(errno.EADDRINUSE, "Address already in use"))
+    text = explain_bind_error(model.Address("127.0.0.1", 8443), exc)
+    assert text.startswith("cannot listen on 127.0.0.1:8443: address already in use")

@@ -557,3 +557,60 @@ def test_verify_depth_counts_intermediates(tmp_path, pki, serve, depth, ok):
         assert out.verify == ("SUCCESS", None)
     else:
         assert out.record.category == "chain too long" and out.verify[0] == "FAILED:certificate chain too long"
+
+
+@needs_openssl
+@pytest.mark.parametrize(
+    "args, accepted",
+    [
+        (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"], True),
+        (["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"], True),
+        (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"], False),  # CBC: not in the default list
+        (["-tls1_2", "-cipher", "AES128-GCM-SHA256"], False),  # no forward secrecy
+        (["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"], True),
+        (["-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256"], False),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
+)
+def test_handshakes_limited_to_each_cipher(tmp_path, pki, serve, args, accepted):
+    srv = serve(context_for(tmp_path, base_tls(pki)))
+    s_client(srv.port, *args, stdin=b"GET / HTTP/1.0\r\n\r\n")
+    out = srv.outcome()
+    assert out.ok is accepted, out
+    if accepted:
+        assert out.cipher == args[-1]
+
+
+@pytest.mark.parametrize("honor, expected", [("true", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+                                             ("false", "ECDHE-ECDSA-AES128-GCM-SHA256")])
+def test_honor_cipher_order(tmp_path, pki, serve, honor, expected):
+    """SSLHonorCipherOrder: the server's order (AES-256 first in its list) or the client's."""
+    srv = serve(context_for(tmp_path, base_tls(pki, honor_cipher_order=honor,
+                                               ciphers='"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"')))
+    c = client_ctx(pki)
+    c.maximum_version = ssl.TLSVersion.TLSv1_2
+    c.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384")
+    py_client(srv.port, c).close()
+    assert srv.outcome().cipher == expected
+
+
+@needs_openssl
+@pytest.mark.parametrize("client_groups, accepted", [("P-384", True), ("X25519", False)])
+def test_groups(tmp_path, pki, serve, client_groups, accepted):
+    srv = serve(context_for(tmp_path, base_tls(pki, groups='"P-384"')))
+    s_client(srv.port, "-groups", client_groups, stdin=b"GET / HTTP/1.0\r\n\r\n")
+    assert srv.outcome().ok is accepted
+
+
+def test_expired_certificate_and_chain_order_are_warnings(tmp_path, pki):
+    bad_chain = tmp_path / "chain.pem"
+    bad_chain.write_bytes(pki.ca_cert.read_bytes() + pki.intermediate_cert.read_bytes())
+    block = f'certificate = "{pki.server_cert}"\nkey = "{pki.server_key}"\nchain = "{bad_chain}"\n'
+    cfg = config.load(make_config(tmp_path, block))
+    contexts, warnings = tlsctx.build_contexts_with_warnings(cfg)
+    assert list(contexts) == [0]
+    (w,) = warnings
+    assert "vhost[0].tls.chain" in w and "certificate #1 (CN=tlsfront test root CA) is not the issuer" in w
+    block = f'certificate = "{pki.client_expired_cert}"\nkey = "{pki.client_expired_key}"\n'
+    _, warnings = tlsctx.build_contexts_with_warnings(config.load(make_config(tmp_path, block)))
+    assert len(warnings) == 1 and "expired on" in warnings[0] and "renew it" in warnings[0]
