@@ -590,6 +590,9 @@ def _read_vhost(ctx: _Ctx, data: Any, index: int, tls_defaults: model.TLSSetting
         if t.has("forwarding") else model.Forwarding()
     values: dict[str, Any] = {}
     if redirect is not None:
+        if "://" in redirect or "/" in redirect or not redirect.strip():
+            ctx.error(f"{key}.redirect_to_https", f"{redirect!r} is not a host name with an optional port",
+                      'write the TLS vhost\'s name and port, e.g. "www.example.test" or "www.example.test:8443"')
         if tls is not None:
             ctx.error(f"{key}.redirect_to_https", "only a plain-HTTP vhost can redirect to HTTPS",
                       "remove it from this TLS vhost")
@@ -602,6 +605,9 @@ def _read_vhost(ctx: _Ctx, data: Any, index: int, tls_defaults: model.TLSSetting
         values["hsts_max_age_seconds"] = hsts
     if t.has("plain_http_answer"):
         values["plain_http_answer"] = t.choice("plain_http_answer", PLAIN_HTTP_ANSWER, "400")
+        if tls is None:
+            ctx.error(f"{key}.plain_http_answer", "is the answer to plain HTTP on a TLS port; this vhost "
+                                                  "is plain HTTP", "remove it, or move it to the TLS vhost")
     v = t.get("ssl_nossl_suffix_redirects", bool)
     if v is not None:
         values["ssl_nossl_suffix_redirects"] = v

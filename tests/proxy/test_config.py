@@ -489,3 +489,28 @@ def test_explain_bind_error_unwraps_twisted_cannot_listen():
     exc = CannotListenError("127.0.0.1", 8443, OSError(errno.EADDRINUSE, "Address already in use"))
     text = explain_bind_error(model.Address("127.0.0.1", 8443), exc)
     assert text.startswith("cannot listen on 127.0.0.1:8443: address already in use")
+
+
+def test_plain_and_tls_only_keys(tmp_path, certs):
+    with pytest.raises(ConfigErrors) as info:
+        config.load(write(tmp_path, """
+            [[vhost]]
+            listen = "127.0.0.1:8080"
+            redirect_to_https = "https://www.example.test/"
+            plain_http_answer = "redirect"
+            hsts_max_age_seconds = 300
+            [[vhost]]
+            listen = "127.0.0.1:8443"
+            backends = ["http://127.0.0.1:8081"]
+            redirect_to_https = "www.example.test"
+            tls = { certificate = "pki/server.crt", key = "pki/server.key" }
+        """))
+    got = sorted(p.where.split(": ", 1)[1] for p in info.value.problems)
+    assert got == ["vhost[0].hsts_max_age_seconds", "vhost[0].plain_http_answer", "vhost[0].redirect_to_https",
+                   "vhost[1].redirect_to_https"]
+    cfg = config.load(write(tmp_path, """
+        [[vhost]]
+        listen = "127.0.0.1:8080"
+        redirect_to_https = "www.example.test:8443"
+    """))
+    assert cfg.vhosts[0].redirect_to_https == "www.example.test:8443" and cfg.vhosts[0].backends == ()
