@@ -117,6 +117,8 @@ def syscalls(args) -> int:
             tracer.send_signal(2)
             tracer.wait(10)
             text = out.read_text()
+            if not text.strip():
+                print(f"strace wrote nothing for pids {pids}", file=sys.stderr)
         finally:
             f.stop()
             be.stop()
