@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from typing import Sequence
 
 from . import __version__
@@ -86,11 +87,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     from . import tlsctx
     from .vhosts import VHostTable
 
-    cfg = config_mod.load(args.config)
+    cfg, collector = config_mod.load_partial(args.config)
+    if cfg is None:  # unreadable, or not TOML: nothing more to check
+        collector.raise_if_any()
+    assert cfg is not None
     warnings = list(cfg.warnings)
-    problems: list[str] = []
+    problems: list[str] = [str(p) for p in collector.problems]
+    # The vhosts that were valid still get their certificates and keys checked, so one run
+    # shows every problem (a vhost whose `tls` table had errors was dropped: not checked twice).
+    bad = {p.where.split(": ", 1)[-1].split(".", 1)[0] for p in collector.problems}
+    checkable = tuple(v for v in cfg.vhosts if f"vhost[{v.index}]" not in bad)
     try:
-        contexts, ctx_warnings = tlsctx.build_contexts_with_warnings(cfg)
+        contexts, ctx_warnings = tlsctx.build_contexts_with_warnings(replace(cfg, vhosts=checkable))
         warnings += ctx_warnings
     except ConfigErrors as exc:
         problems += [str(p) for p in exc.problems]
@@ -104,6 +112,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         problems.append(f"{cfg.path}: server.random_seed: {exc}")
         seeded = ""
+    problems = list(dict.fromkeys(problems))  # the loader and tlsctx may both see a missing file
+    warnings = list(dict.fromkeys(warnings))
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if problems:

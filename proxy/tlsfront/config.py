@@ -676,6 +676,17 @@ def _check_vhost_table(ctx: _Ctx, vhosts: list[model.VHost]) -> None:
 
 def load(path: str | os.PathLike[str]) -> model.Config:
     """Read and validate the configuration at `path`; raise ConfigErrors listing every problem."""
+    cfg, collector = load_partial(path)
+    collector.raise_if_any()
+    assert cfg is not None
+    return cfg
+
+
+def load_partial(path: str | os.PathLike[str]) -> tuple[model.Config | None, Collector]:
+    """What `tlsfront check` needs: the Config built from everything that was valid (None when
+    the file cannot be read or parsed at all) and the problems found, without raising, so the
+    certificates of the valid vhosts can be checked too and every problem shown at once.
+    Only `load()` may be used to serve: a partial Config lacks the vhosts that had problems."""
     path = Path(path)
     ctx = _Ctx(path)
     try:
@@ -683,15 +694,15 @@ def load(path: str | os.PathLike[str]) -> model.Config:
     except OSError as exc:
         message, fix = explain_os_error(path, exc, purpose="read the configuration")
         ctx.error("", message, fix)
-        ctx.c.raise_if_any()
+        return None, ctx.c
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         ctx.error("", f"not UTF-8 text: {exc}", "save the file as UTF-8")
-        ctx.c.raise_if_any()
+        return None, ctx.c
     except tomllib.TOMLDecodeError as exc:
         ctx.error("", f"TOML syntax error: {exc}", "fix the syntax at that line (https://toml.io)")
-        ctx.c.raise_if_any()
+        return None, ctx.c
 
     top = _Table(ctx, data, "")
     server = _read_server(ctx, top.raw("server")) if top.has("server") else model.ServerSettings()
@@ -738,12 +749,12 @@ def load(path: str | os.PathLike[str]) -> model.Config:
             if v.listen == admin.listen:
                 ctx.error("admin.listen", f"{admin.listen} is also vhost[{v.index}]'s listen address",
                           "give the admin endpoint its own port")
-    ctx.c.raise_if_any()
-    return model.Config(
+    cfg = model.Config(
         path=path, server=server, admin=admin, tls_defaults=tls_defaults, vhosts=tuple(vhosts),
         quirks=tuple(quirks), timeouts=timeouts, limits=limits,
         warnings=tuple(str(w) for w in ctx.c.warnings),
     )
+    return cfg, ctx.c
 
 
 def check_runtime_paths(config: model.Config) -> tuple[list[str], list[str]]:

@@ -121,3 +121,27 @@ def test_usage_errors_exit_1_with_usage():
     assert done.returncode == 1 and "-c/--config" in done.stderr
     done = run("cert", "genkey", "--type", "dsa", "-o", "x")
     assert done.returncode == 1 and "invalid choice: 'dsa'" in done.stderr
+
+
+def test_check_shows_config_and_certificate_problems_together(tmp_path, pki):
+    p = good_config(tmp_path, pki, f"""
+        [[vhost]]
+        listen = "127.0.0.2:8443"
+        backends = ["http://127.0.0.1:8081"]
+        tls = {{ certificate = "{pki.server_cert}", key = "{pki.other_key}" }}
+        [[vhost]]
+        listen = "127.0.0.3:8443"
+        backends = ["ftp://127.0.0.1:8081"]
+        tls = {{ certificate = "{pki.server_cert}", key = "{pki.server_key}", protocols = "SSLv3" }}
+        [[vhost]]
+        listen = "127.0.0.4:8443"
+        backends = ["http://127.0.0.1:8081"]
+        tls = {{ certificate = "{tmp_path}/missing.crt", key = "{pki.server_key}" }}
+    """)
+    done = run("check", "-c", str(p))
+    assert done.returncode == 1
+    err = done.stderr
+    assert "4 problems in the configuration" in err, err
+    assert "vhost[2].tls.key: the private key" in err  # found by building the Context
+    assert "vhost[3].backends[0]" in err and "vhost[3].tls.protocols" in err  # found by the loader
+    assert err.count("missing.crt: no such file") == 1  # the loader's, not repeated
