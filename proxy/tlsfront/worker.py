@@ -65,12 +65,17 @@ def _reset_process_state(h: Handover) -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+def _die_with_master(master_pid: int) -> None:
+    """SIGTERM (a graceful stop) when the master dies, even by SIGKILL. Called after the
+    privileges are dropped: changing credentials clears the parent-death signal."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
-    if os.getppid() == 1:  # the master died between fork() and prctl()
+    if os.getppid() != master_pid:  # the master died before prctl()
         os._exit(1)
 
 
@@ -86,11 +91,11 @@ def _drop_privileges(uid: int | None, gid: int | None) -> None:
 
 def run(h: Handover) -> int:
     """The worker's life. Returns the exit status (the caller passes it to os._exit)."""
+    master_pid = os.getppid()
     _reset_process_state(h)
     from .serve import Server, _Signals
 
     signals = _Signals()  # SIGTERM from now on means a graceful stop (serve.py's handling)
-    _drop_privileges(h.uid, h.gid)
 
     from twisted.internet import reactor  # only now: see the module docstring
     from twisted.internet.task import LoopingCall
@@ -109,8 +114,8 @@ def run(h: Handover) -> int:
     def snapshot() -> None:
         try:
             writer.write()  # type: ignore[union-attr]
-        except OSError:
-            pass  # the master's directory is gone: it is shutting down
+        except Exception:  # noqa: BLE001 - an exception would end the LoopingCall for good
+            pass  # e.g. the master's directory is gone: it is shutting down
 
     def stop(signame: str) -> None:
         d = server.graceful_stop(signame)
@@ -128,11 +133,37 @@ def run(h: Handover) -> int:
         signals.attach(reactor, stop, logs.reopen)
 
     reactor.callWhenRunning(running)
+    # Everything is imported and built: the unprivileged user may not be able to read the
+    # Python installation (a pyenv under /root), so nothing may be imported after this.
+    _preload()
+    if writer is not None:
+        snapshot()  # also exercises the snapshot path once with every module at hand
+    _drop_privileges(h.uid, h.gid)
+    _die_with_master(master_pid)
     reactor.run(installSignalHandlers=False)
     if writer is not None:
         snapshot()
     logs.flush()
     return 0
+
+
+# Modules the data path imports lazily (error paths, first use); loaded before the
+# privileges are dropped.
+PRELOAD = ("json", "traceback", "encodings.ascii", "encodings.latin_1", "encodings.idna",
+           "encodings.utf_8", "twisted.internet.defer", "twisted.internet.task",
+           "tlsfront.tlserrors", "tlsfront.tlsfacts", "tlsfront.sniff", "tlsfront.logformat",
+           "tlsfront.http1", "tlsfront.headers", "tlsfront.quirks", "tlsfront.shutdown",
+           "tlsfront.frontend", "tlsfront.listeners", "tlsfront.backend", "tlsfront.tlsctx")
+
+
+def _preload() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - a module renamed by its owner: not fatal here
+            pass
 
 
 def child_main(h: Handover) -> None:
@@ -167,17 +198,20 @@ def aux_main(setup: Any, close_fds: list[int], uid: int | None, gid: int | None)
     """
     status = 1
     try:
+        master_pid = os.getppid()
         _reset_process_state(Handover(index=-1, generation=0, config=None, contexts={}, bound=[],
                                       logs=None, ready_fd=-1, snapshot_dir=None, close_fds=close_fds))
-        _drop_privileges(uid, gid)
         from twisted.internet import reactor
 
         def started() -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
 
-        setup(reactor, None)
+        setup(reactor, None)  # imports and binds with the master's privileges
         reactor.callWhenRunning(started)
+        _preload()
+        _drop_privileges(uid, gid)
+        _die_with_master(master_pid)
         reactor.run()
         status = 0
     except BaseException as exc:  # noqa: BLE001 - never fall back into the master loop
