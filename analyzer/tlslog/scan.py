@@ -64,6 +64,26 @@ def _emitter(store: Store, files: dict[int, tuple[FileStats, str]]) -> Callable[
     return emit
 
 
+def candidate_lines(block: bytes, patterns: tuple) -> list[tuple[int, int]]:
+    """(start, end) of every line of ``block`` hit by one of ``patterns``, in order, each line once."""
+    rfind, find = block.rfind, block.find
+    out: list[tuple[int, int]] = []
+    for pattern in patterns:
+        last_end = -1
+        for m in pattern.finditer(block):
+            s = rfind(b"\n", 0, m.start()) + 1
+            if s <= last_end:
+                continue
+            e = find(b"\n", m.end())
+            if e < 0:
+                e = len(block)
+            last_end = e
+            out.append((s, e))
+    if len(patterns) > 1:
+        out = sorted(set(out))
+    return out
+
+
 def process_chunks(
     chunks: Iterable[bytes],
     fmt: Format | None,
@@ -81,7 +101,7 @@ def process_chunks(
     understood = 0
     lines = 0
     decode = fmt.decode if fmt is not None else None
-    candidates = fmt.candidates if fmt is not None else None
+    candidates = fmt.candidates if fmt is not None else ()
     decoder_failed = False
     index = stats.index
     for offset, block in reader:
@@ -95,18 +115,9 @@ def process_chunks(
         understood += fmt.understood(block)
         if fmt.block_stats is not None:
             understood += fmt.block_stats(block, ctx)
-        if candidates is None or decode is None:
+        if not candidates or decode is None:
             continue
-        last_end = -1
-        rfind, find = block.rfind, block.find
-        for m in candidates.finditer(block):
-            s = rfind(b"\n", 0, m.start()) + 1
-            if s <= last_end:
-                continue
-            e = find(b"\n", m.end())
-            if e < 0:
-                e = len(block)
-            last_end = e
+        for s, e in candidate_lines(block, candidates):
             try:
                 rec = decode(block[s:e], offset + s, ctx)
             except Exception as exc:  # a decoder bug must not end the scan; report it once per file

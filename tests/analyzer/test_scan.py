@@ -207,7 +207,7 @@ def test_usage_errors_exit_2(capsys):
     assert main(["scan", "--timezone", "Mars/Olympus", "x"]) == 2
     assert main(["scan", "--input-format", "iis", "x"]) == 2
     err = capsys.readouterr().err
-    assert "unknown time zone" in err and "valid: access, apache_error" in err
+    assert "unknown time zone" in err and "valid: access, apache22_error, apache_error" in err
 
 
 def test_stdin_plain_and_gzip(synthetic):
