@@ -83,9 +83,15 @@ listen = "127.0.0.1:{short}"
 server_name = "localhost"
 tls = {{ session_timeout_seconds = 1, session_tickets = false }}
 backends = ["http://127.0.0.1:{b}"]
+
+[[vhost]]
+listen = "127.0.0.1:{shortticket}"
+server_name = "localhost"
+tls = {{ session_timeout_seconds = 1 }}
+backends = ["http://127.0.0.1:{b}"]
 """
 
-NAMES = ("shared", "noticket", "perworker", "off", "short", "b", "p_admin")
+NAMES = ("shared", "noticket", "perworker", "off", "short", "shortticket", "b", "p_admin")
 
 
 @dataclass
@@ -275,14 +281,17 @@ def test_each_source_address_stays_on_its_predicted_worker(stack):
     assert len({next(iter(p)) for p in by_worker.values()}) == len(by_worker) >= 2
 
 
-def test_expired_sessions_are_not_resumed(stack):
-    ctx = _context(stack, True)
-    port = stack.ports["short"]
+@pytest.mark.parametrize("vhost, tls12_no_ticket", [("short", True), ("shortticket", False)],
+                         ids=["tls12-session-id", "tls13-ticket"])
+def test_expired_sessions_are_not_resumed(stack, vhost, tls12_no_ticket):
+    """session_timeout_seconds = 1: the cache entry and the ticket both expire."""
+    ctx = _context(stack, tls12_no_ticket)
+    port = stack.ports[vhost]
     session, reused, _ = _get(ctx, port, "127.0.0.1")
-    _s, reused, header = _get(ctx, port, "127.0.0.1", session)
+    fresh, reused, header = _get(ctx, port, "127.0.0.1", session)
     assert (reused, header) == (True, "Resumed")  # within the 1 s timeout
     time.sleep(2.2)
-    _s, reused, header = _get(ctx, port, "127.0.0.1", session)
+    _s, reused, header = _get(ctx, port, "127.0.0.1", session if tls12_no_ticket else fresh)
     assert (reused, header) == (False, "Initial")
 
 

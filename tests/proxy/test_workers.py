@@ -311,3 +311,35 @@ def test_address_in_use_is_explained(pki, tmp_path):
     out = proc.output()
     assert f"127.0.0.1:{ports['p_tls']}" in out and "Traceback" not in out
     proc.stop()
+
+
+def test_reload_adds_and_removes_a_listening_address(stack):
+    from helpers import free_port
+
+    good = stack.config.read_text()
+    master = int((stack.dir / "tlsfront.pid").read_text())
+    new_port = free_port()
+    extra = good.split("[[vhost]]", 1)[1].replace(f":{stack.ports['p_tls']}", f":{new_port}")
+    generation = stack.ready()["generation"]
+    try:
+        stack.config.write_text(good + "\n[[vhost]]" + extra)
+        os.kill(master, signal.SIGHUP)
+        stack.wait(lambda: stack.ready()["generation"] == generation + 1, "the reload")
+        ports = {stack.ports["p_tls"], new_port}
+        assert {int(l["address"].rsplit(":", 1)[1]) for l in stack.ready()["listeners"]} == ports
+        for port in ports:
+            load = Load(stack)
+            load.stack = Stack(stack.dir, stack.pki, {**stack.ports, "p_tls": port}, stack.proxy, stack.config)
+            load.one()
+    finally:
+        stack.config.write_text(good)
+    os.kill(master, signal.SIGHUP)
+    stack.wait(lambda: stack.ready()["generation"] == generation + 2, "the second reload")
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", new_port), timeout=2).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+    stack.wait(refused, f"127.0.0.1:{new_port} closed once the old workers drained")
