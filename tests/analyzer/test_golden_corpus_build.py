@@ -42,5 +42,6 @@ def test_regenerated_nginx_and_haproxy_truths_equal_the_committed_ones(tmp_path:
     for name, path in zip(names, new):
         got, want = json.loads(path.read_text()), json.loads((TRUTH / name).read_text())
         for key in ("events", "status", "protocols", "ciphers"):
-            assert got[key] == want[key], f"{name}: {key} changed on regeneration: committed {want[key]}, new {got[key]}"
+            assert got[key] == want[key], \
+                f"{name}: {key} changed on regeneration: committed {want[key]}, new {got[key]}"
         assert (tmp_path / "logs" / name.removesuffix(".truth.json")).stat().st_size > 0

@@ -55,7 +55,9 @@ def _base(d: Path, mpm: str, error_log: Path, error_log_format: str | None, list
         "AcceptFilter https none",
         f'DocumentRoot "{d}/htdocs"',
         f'<Directory "{d}/htdocs">\n  Require all granted\n</Directory>',
-        "StartServers 1" if mpm == "prefork" else "StartServers 1\nServerLimit 2\nThreadsPerChild 16\nMaxRequestWorkers 32\nMinSpareThreads 4\nMaxSpareThreads 32",
+        "StartServers 1" if mpm == "prefork" else
+        "StartServers 1\nServerLimit 2\nThreadsPerChild 16\n"
+        "MaxRequestWorkers 32\nMinSpareThreads 4\nMaxSpareThreads 32",
         *(f"Listen 127.0.0.1:{p}" for p in listens),
     ]
     if error_log_format:

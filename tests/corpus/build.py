@@ -20,7 +20,10 @@ import uuid
 from pathlib import Path
 
 from . import apache, haproxy, nginx
-from .common import RUN_USER, LogDisagrees, Tally, chown_tree, fresh_case, check_signatures, count_lines, make_pki, retrying, write_truth
+from .common import (
+    RUN_USER, LogDisagrees, Tally, check_signatures, chown_tree, count_lines, fresh_case, make_pki, retrying,
+    write_truth,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data"  # logs/<case>/<file> and truth/<case>/<file>.truth.json
 
@@ -134,10 +137,12 @@ def preflight(wanted: list[str]) -> str | None:
     """Why the build cannot run here (None if it can): not root, or a tool missing."""
     if os.geteuid() != 0:
         return ("must run as root: the servers are started as www-data (setpriv) so that a mode-000 "
-                "certificate and a mutex directory without x really fail; run: sudo .venv/bin/python -m tests.corpus.build")
+                "certificate and a mutex directory without x really fail; "
+                "run: sudo .venv/bin/python -m tests.corpus.build")
     missing = sorted({t for w in wanted for t in TOOLS[w] if not shutil.which(t)})
     if missing:
-        return f"missing commands {', '.join(missing)}: install them with `bash tests/install-sysdeps.sh` (Debian packages)"
+        return (f"missing commands {', '.join(missing)}: "
+                "install them with `bash tests/install-sysdeps.sh` (Debian packages)")
     try:
         pwd.getpwnam(RUN_USER)
     except KeyError:

@@ -28,6 +28,8 @@ from .common import (
     wait_port, write_truth,
 )
 
+ECDSA_SUITES = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305"
+
 # HAProxy 2.6 configuration manual, 8.2.5, verbatim, plus the error string (ssl_fc_err_str)
 ERROR_LOG_FORMAT = (
     "%ci:%cp [%tr] %ft %ac/%fc %[fc_err]/%[ssl_fc_err,hex]/%[ssl_c_err]/%[ssl_c_ca_err]/"
@@ -56,7 +58,7 @@ defaults
   retries 0
 
 frontend main
-  bind 127.0.0.1:{ports['main']} ssl crt {pki.combined_pem} ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305
+  bind 127.0.0.1:{ports['main']} ssl crt {pki.combined_pem} ciphers {ECDSA_SUITES}
   bind 127.0.0.1:{ports['verify']} ssl crt {pki.combined_pem} verify required ca-file {pki.client_ca}
   use_backend refused if {{ path_beg /down/ }}
   use_backend nosrv if {{ path_beg /nosrv/ }}
@@ -257,7 +259,8 @@ def _expected_signatures(mode: str, triggered: dict[str, int], t: Tally) -> dict
     if mode == "syslog":
         failures = sum(n(a, 0) for a, c in ACTION_CATEGORY[mode].items() if c == "other_tls_error")
         counts = {"SSL handshake failure": failures, "client certificate not trusted": n("client_cert_invalid", 0),
-                  "closed during handshake": n("handshake_eof", 0), "timeout during handshake": n("handshake_timeout", 0),
+                  "closed during handshake": n("handshake_eof", 0),
+                  "timeout during handshake": n("handshake_timeout", 0),
                   "503": t.events["backend_unavailable"], "504": t.events["backend_timeout"]}
     else:
         with_reason = sum(n(a, 0) for a in ("plain_http_on_tls_port", "client_rejected_cert", "no_shared_cipher",

@@ -28,7 +28,8 @@ SIGNATURES = {
     "protocol_mismatch": r"SSL_do_handshake\(\) failed .*unsupported protocol",
     "client_cert_missing": r"client sent no required SSL certificate",
     "client_cert_invalid": r"client SSL certificate verify error",
-    "handshake_eof_or_reset": r"(peer closed connection in SSL handshake|client closed connection while SSL handshaking)",
+    "handshake_eof_or_reset":
+        r"(peer closed connection in SSL handshake|client closed connection while SSL handshaking)",
     "handshake_timeout": r"client timed out .* while SSL handshaking",
     "backend_unavailable": r"connect\(\) failed \(111: Connection refused\) while connecting to upstream",
     "backend_timeout": r"upstream timed out .* while reading response header from upstream",
