@@ -703,7 +703,18 @@ def load_partial(path: str | os.PathLike[str]) -> tuple[model.Config | None, Col
     except tomllib.TOMLDecodeError as exc:
         ctx.error("", f"TOML syntax error: {exc}", "fix the syntax at that line (https://toml.io)")
         return None, ctx.c
+    return _from_data(ctx, data), ctx.c
 
+
+def from_data(data: Any, path: str | os.PathLike[str]) -> tuple[model.Config, Collector]:
+    """The loader on already-parsed TOML data (`path` names the file in messages and is the
+    base of relative paths). For tests and programs that build configurations."""
+    ctx = _Ctx(Path(path))
+    return _from_data(ctx, data), ctx.c
+
+
+def _from_data(ctx: _Ctx, data: Any) -> model.Config:
+    path = ctx.path
     top = _Table(ctx, data, "")
     server = _read_server(ctx, top.raw("server")) if top.has("server") else model.ServerSettings()
     admin = _read_admin(ctx, top.raw("admin")) if top.has("admin") else model.AdminSettings()
@@ -749,12 +760,11 @@ def load_partial(path: str | os.PathLike[str]) -> tuple[model.Config | None, Col
             if v.listen == admin.listen:
                 ctx.error("admin.listen", f"{admin.listen} is also vhost[{v.index}]'s listen address",
                           "give the admin endpoint its own port")
-    cfg = model.Config(
+    return model.Config(
         path=path, server=server, admin=admin, tls_defaults=tls_defaults, vhosts=tuple(vhosts),
         quirks=tuple(quirks), timeouts=timeouts, limits=limits,
         warnings=tuple(str(w) for w in ctx.c.warnings),
     )
-    return cfg, ctx.c
 
 
 def check_runtime_paths(config: model.Config) -> tuple[list[str], list[str]]:
