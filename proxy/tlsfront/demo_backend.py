@@ -14,7 +14,9 @@ Routes (any method):
 
 Keep-alive and chunked request bodies are supported. It reuses tlsfront's own
 sans-IO parser (http1.RequestReader), so it is small and strict; run it alone
-with `python -m tlsfront.demo_backend [PORT]`.
+with `python -m tlsfront.demo_backend [PORT [HOST [RECORD_FILE]]]`. With a
+RECORD_FILE, every complete request it receives is appended there as one line,
+`METHOD TARGET body=N sha256=HEX`: the tests' "what did the backend get".
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class EchoProtocol(Protocol):
                 self.body_bytes += len(event)
             elif event is http1.END:
                 rest = events[i + 1:]
+                self._record()
                 self.busy = True
                 self._respond()
                 if rest:  # pipelined: replay later (rare in a demo)
@@ -101,6 +104,14 @@ class EchoProtocol(Protocol):
                 self.requests_seen += 1
 
     _pending: list | None = None
+
+    def _record(self) -> None:
+        record = self.factory.record
+        if record is not None:
+            req = self.req
+            record.write(b"%s %s body=%d sha256=%s\n" % (
+                req.method, req.target, self.body_bytes, self.hash.hexdigest().encode()))
+            record.flush()
 
     def _done(self) -> None:
         keep = self.req.keep_alive
@@ -117,6 +128,7 @@ class EchoProtocol(Protocol):
                     self.hash.update(event)
                     self.body_bytes += len(event)
                 elif event is http1.END:
+                    self._record()
                     self.busy = True
                     self._pending = pending[i + 1:] or None
                     self._respond()
@@ -189,9 +201,10 @@ class EchoProtocol(Protocol):
 class EchoFactory(Factory):
     noisy = False
 
-    def __init__(self, reactor) -> None:
+    def __init__(self, reactor, record_path: str | None = None) -> None:
         self.reactor = reactor
         self.connections = 0
+        self.record = open(record_path, "ab") if record_path else None
 
     def buildProtocol(self, addr):
         self.connections += 1
@@ -200,18 +213,19 @@ class EchoFactory(Factory):
         return p
 
 
-def listen(reactor, port: int = 8081, interface: str = "127.0.0.1"):
+def listen(reactor, port: int = 8081, interface: str = "127.0.0.1", record_path: str | None = None):
     """Start the echo app in `reactor`; returns the IListeningPort."""
-    return reactor.listenTCP(port, EchoFactory(reactor), interface=interface)
+    return reactor.listenTCP(port, EchoFactory(reactor, record_path), interface=interface)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     port = int(argv[0]) if argv else 8081
     interface = argv[1] if len(argv) > 1 else "127.0.0.1"
+    record_path = argv[2] if len(argv) > 2 else None
     from twisted.internet import reactor
 
-    p = listen(reactor, port, interface)
+    p = listen(reactor, port, interface, record_path)
     print(f"demo backend on http://{interface}:{p.getHost().port}/", flush=True)
     reactor.run()
     return 0

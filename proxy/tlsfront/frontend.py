@@ -405,7 +405,10 @@ class FrontendProtocol(Protocol):
         try:
             events = self.reader.feed(data)
         except http1.ProtocolError as exc:
-            self._protocol_error(exc)
+            if exc.events:  # pipelined requests before the fault: answer them first
+                self._handle(exc.events + [exc])
+            else:
+                self._protocol_error(exc)
             return
         if events:
             self._handle(events)
@@ -416,6 +419,9 @@ class FrontendProtocol(Protocol):
                 return
             if type(event) is bytes:
                 self._request_body(event)
+            elif type(event) is http1.ProtocolError:
+                self._protocol_error(event)
+                return
             elif event is http1.END:
                 self._request_end()
                 if i + 1 < len(events):

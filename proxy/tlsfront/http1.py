@@ -78,6 +78,7 @@ class ProtocolError(Exception):
         super().__init__(f"{status} {detail}")
         self.status = status
         self.detail = detail
+        self.events: list = []  # complete requests before the fault (RequestReader.feed)
 
 
 class ReaderLimits:
@@ -208,6 +209,11 @@ class RequestReader:
     def feed(self, data: bytes) -> list:
         """Parse `data`; returns the events it completed. Raises ProtocolError.
 
+        The error's `events` are the complete requests parsed before the fault
+        in the same `data` (pipelining): they are valid and deserve their
+        answers before the error's. A partial request before the fault is not
+        among them.
+
         Memory bound for an unfinished head: `max_header_bytes` plus the bytes
         of the read in which the head began (llhttp does not tell offsets).
         """
@@ -216,15 +222,20 @@ class RequestReader:
         events = self._events = []
         self._began_in_feed = False
         try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as up:
-            self._after_upgrade(data, up.args[0] if up.args else len(data))
-        except httptools.HttpParserError as exc:
-            self._fail_from(exc)
-        if self._in_head and not self._began_in_feed:
-            self._partial_head_bytes += len(data)
-            if self._partial_head_bytes > self.limits.max_header_bytes:
-                self._raise(431, f"request head larger than {self.limits.max_header_bytes} bytes")
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as up:
+                self._after_upgrade(data, up.args[0] if up.args else len(data))
+            except httptools.HttpParserError as exc:
+                self._fail_from(exc)
+            if self._in_head and not self._began_in_feed:
+                self._partial_head_bytes += len(data)
+                if self._partial_head_bytes > self.limits.max_header_bytes:
+                    self._raise(431, f"request head larger than {self.limits.max_header_bytes} bytes")
+        except ProtocolError as exc:
+            last_end = max((i for i, e in enumerate(events) if e is END), default=-1)
+            exc.events = events[:last_end + 1]
+            raise
         return events
 
     # -- helpers ------------------------------------------------------------
@@ -250,6 +261,7 @@ class RequestReader:
         # CONNECT was refused in on_headers_complete.
         last = next((e for e in reversed(self._events) if isinstance(e, Request)), None)
         if last is not None and last.has_body:
+            del self._events[self._events.index(last):]  # not among the valid requests
             self._raise(400, "a request with Upgrade must not carry a body through this proxy")
         rest = data[offset:]
         if rest:

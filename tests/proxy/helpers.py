@@ -90,9 +90,13 @@ class Proc:
         return self.popen.returncode
 
 
-def start_backend(log_dir: Path, port: int, host: str = "127.0.0.1", name: str | None = None) -> Proc:
-    proc = Proc(name or f"backend-{port}", [sys.executable, "-m", "tlsfront.demo_backend", str(port), host],
-                log_dir)
+def start_backend(log_dir: Path, port: int, host: str = "127.0.0.1", name: str | None = None,
+                  record: Path | None = None) -> Proc:
+    """The demo echo backend; with `record`, every request it receives is appended there."""
+    argv = [sys.executable, "-m", "tlsfront.demo_backend", str(port), host]
+    if record is not None:
+        argv.append(str(record))
+    proc = Proc(name or f"backend-{port}", argv, log_dir)
     wait_listening(host, port, proc)
     return proc
 
@@ -113,30 +117,50 @@ def client_context(cafile: Path | None = None, verify: bool = True) -> ssl.SSLCo
     return ctx
 
 
-def read_response(sock, method: bytes = b"GET") -> tuple[int, bytes, dict[bytes, bytes], bytes]:
-    """Read one response from a blocking socket with tlsfront's own parser: (status, version, headers, body)."""
-    from tlsfront.http1 import END, Response, ResponseReader
+_STREAMS: dict[int, tuple[object, object, list]] = {}
 
-    reader = ResponseReader()
-    reader.expect(method)
-    head: Response | None = None
+
+def read_response(sock, method: bytes = b"GET") -> tuple[int, bytes, dict[bytes, bytes], bytes]:
+    """Read one response from a blocking socket with tlsfront's own parser: (status, version, headers, body).
+
+    Bytes of the next response that arrive with this one are kept for the next call
+    on the same socket (pipelined answers often share a read).
+    """
+    from tlsfront.http1 import END, ResponseReader
+
+    state = _STREAMS.get(id(sock))
+    if state is None or state[0] is not sock:
+        state = (sock, ResponseReader(), [])
+        _STREAMS[id(sock)] = state
+    _, reader, pending = state
+    if not pending:
+        reader.expect(method)
+    head = None
     body = bytearray()
-    while True:
+
+    def take() -> bool:
+        nonlocal head
+        while pending:
+            ev = pending.pop(0)
+            if ev is END:
+                return True
+            if type(ev) is bytes:
+                body.extend(ev)
+            else:
+                head = ev
+        return False
+
+    done = take()
+    while not done:
         data = sock.recv(65536)
         if not data:
             if head is not None and head.until_close:
                 break
             raise ConnectionError(f"connection closed after {len(body)} body bytes")
-        done = False
-        for ev in reader.feed(data):
-            if ev is END:
-                done = True
-            elif type(ev) is bytes:
-                body += ev
-            else:
-                head = ev
-        if done:
-            break
+        pending.extend(reader.feed(data))
+        done = take()
+    if method == b"HEAD":  # the parser stops after a HEAD answer: a fresh one for the next
+        _STREAMS.pop(id(sock), None)
     headers = {n.lower(): v for n, v in head.headers}
     return head.status, head.version, headers, bytes(body)
 

@@ -381,3 +381,14 @@ def test_preserve_host_off_names_the_backend(tmp_path):
     head = bt.value()
     assert head.startswith(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n")
     assert b"X-Forwarded-Host: www.example.test\r\n" in head
+
+
+def test_valid_request_then_garbage_in_one_read(tmp_path):
+    h = Harness(tmp_path)
+    proto, t = h.client()
+    proto.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nXYZ\r\n\r\n")
+    assert t.value() == b""
+    bp, bt = h.connect_backend()
+    assert bt.value().count(b"HTTP/1.1\r\n") == 1
+    bp.dataReceived(OK)
+    assert t.value().startswith(OK + b"HTTP/1.1 400 Bad Request\r\n") and t.disconnecting

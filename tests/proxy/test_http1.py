@@ -309,3 +309,15 @@ def test_serialisation_round_trips():
     resp = http1.simple_response(502, b"bad\n")
     assert resp.startswith(b"HTTP/1.1 502 Bad Gateway\r\n") and resp.endswith(b"\r\n\r\nbad\n")
     assert b"Content-Length: 4\r\n" in resp and b"Connection: close\r\n" in resp
+
+
+def test_error_keeps_the_complete_requests_before_it():
+    with pytest.raises(ProtocolError) as info:
+        RequestReader().feed(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\n"
+                             b"Content-Length: 3\r\n\r\nabGARBAGE / HTTP/1.1\r\n\r\n")
+    assert [e.target if isinstance(e, http1.Request) else e for e in info.value.events] == \
+        [b"/1", END, b"/2", b"abG", END]
+    with pytest.raises(ProtocolError) as info:  # a partial request before the fault is dropped
+        RequestReader().feed(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
+    assert [e.target if isinstance(e, http1.Request) else e for e in info.value.events] == [b"/1", END]
