@@ -41,6 +41,9 @@ class Ctx:
     status: Counter = field(default_factory=Counter)
     protocols: Counter = field(default_factory=Counter)
     ciphers: Counter = field(default_factory=Counter)
+    #: caches of the hot path: "Fri Nov 27 10:50:52 2026" -> epoch; library-error text -> (category, strong)
+    seconds: dict = field(default_factory=dict)
+    reasons: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class Rule:
     strong: bool
     timeout_category: str | None = None  # when the errno / text says "timed out"
     reasons: bool = False  # category from the OpenSSL error text in the line
+    verify: bool = False  # the message ID alone does not decide: check the pattern (AH01382 is any read timeout)
 
 
 def _r(p: str, role: int, kind: str, cat: str | None, strong: bool, **kw) -> Rule:
@@ -146,7 +150,7 @@ R_INT = _r(r"^SSL handshake interrupted by system", HEAD, "conn", "handshake_eof
 R_STOP = _r(r"^SSL handshake stopped", HEAD, "conn", "handshake_eof_or_reset", False)
 R_VERIFY = _r(r"^Certificate Verification: ", HEAD, "pre", "client_cert_invalid", True)
 R_RENEG = _r(r"^Re-negotiation handshake failed", HEAD, "conn", "other_tls_error", False)
-R_REQTO = _r(r"^Request handshake read timeout", HEAD, "pre", "handshake_timeout", True)
+R_REQTO = _r(r"^Request handshake read timeout", HEAD, "pre", "handshake_timeout", True, verify=True)
 R_MUTEX = _r(r"(?i)^(?:mod_ssl: )?(?:child )?(?:could not|couldn't|cannot|can't|unable to|failed to)\b.*mutex",
              HEAD, "startup", "mutex_permission_denied", True)
 R_PRNG = _r(r"PRNG (?:still contains insufficient|not seeded)", HEAD, "startup", "prng_not_seeded", True)
@@ -290,47 +294,99 @@ def _decode_tlsf(code: str, body: str, key, m: re.Match, pos: int, line: bytes, 
     return Record(EVENT, category, True, key, ctx.clock.apache(m.group("time")), _vhost(body), pos, line)
 
 
+#: the fixed part of an Apache error-log line, on bytes (the hot path decodes no text it does not need)
+_AP_HEAD = re.compile(
+    rb"\[([^\]]{19,40})\] \[(?:[\w-]*:)?[a-z]+\d?\] (?:\[pid (\d+)(?::tid (\d+))?\] )?(?:[\w.-]+\.c\(\d+\): )?"
+    rb"(?:\((-?\d+)\)([^:\[]*): )?(?:\[(?:client|remote) [^\]]*\] )*")
+_AH_RULES_B = {k.encode(): v for k, v in AH_RULES.items()}
+_LIBERR = b"SSL Library Error"
+_REASON_CACHE_MAX = 4096
+
+
+def _ap_time(stamp: bytes, ctx: Ctx) -> float | None:
+    """``Fri Nov 27 10:50:52.123456 2026`` -> epoch, with a per-second cache (strptime per line is too slow)."""
+    key = stamp[:19] + stamp[-5:]
+    base = ctx.seconds.get(key)
+    if base is None:
+        base = ctx.clock.apache(key.decode("ascii", "replace"))
+        if base is None:
+            return None
+        ctx.seconds[key] = base
+    if len(stamp) > 25 and stamp[19:20] == b".":
+        try:
+            return base + float(stamp[19:-5])
+        except ValueError:
+            return base
+    return base
+
+
+def _ap_vhost(body: bytes) -> str | None:
+    i = body.find(b"(server ")
+    if i >= 0:
+        j = body.find(b")", i)
+        if j > i:
+            return body[i + 8:j].decode("utf-8", "replace")
+    return None
+
+
 def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
     """A candidate line of an Apache-format error log -> Record (or None: not about TLS or proxying)."""
-    text = line.decode("utf-8", "replace")
-    m = _AP_LINE.match(text)
+    m = _AP_HEAD.match(line)
     if m is None:
         return None
-    msg = m.group("msg")
-    mc = _CODE.match(msg)
+    msg = line[m.end():]
+    key = (m.group(2), m.group(3))
+    if msg.startswith(_LIBERR):  # the most frequent candidate: mod_ssl's continuation line
+        hit = ctx.reasons.get(msg)
+        if hit is None:
+            category = classify_openssl(msg.decode("utf-8", "replace"))[0] or "other_tls_error"
+            hit = (category, category != "other_tls_error")
+            if len(ctx.reasons) < _REASON_CACHE_MAX:
+                ctx.reasons[msg] = hit
+        # written in the same instant as its head: no time needed to join it
+        return Record(CONT, hit[0], hit[1], key, None, None, pos, line, "cont")
     rule: Rule | None = None
-    body = msg
-    code = None
-    if mc is not None:
-        code = mc.group(1)
-        body = msg[mc.end():]
-        if code[0] == "T":
-            return _decode_tlsf(code, body, (m.group("pid"), m.group("tid")), m, pos, line, ctx)
-        rule = AH_RULES.get(code)
-        if rule is not None and not rule.pattern.search(body):
+    if msg[7:9] == b": " and msg.startswith(b"AH"):
+        rule = _AH_RULES_B.get(msg[:7])
+        body = msg[9:]
+    elif msg.startswith(b"TLSF") and msg[8:10] == b": ":
+        text = line.decode("utf-8", "replace")
+        mt = _AP_LINE.match(text)
+        if mt is None:
+            return None
+        tmsg = mt.group("msg")
+        return _decode_tlsf(tmsg[:8], tmsg[10:], key, mt, pos, line, ctx)
+    else:
+        body = msg
+    tbody: str | None = None
+    if rule is not None and rule.verify:
+        tbody = body.decode("utf-8", "replace")
+        if not rule.pattern.search(tbody):
             rule = None
     if rule is None:
+        if tbody is None:
+            tbody = body.decode("utf-8", "replace")
         for r in TEXT_RULES:
-            if r.pattern.search(body):
+            if r.pattern.search(tbody):
                 rule = r
                 break
-    pid, tid = m.group("pid"), m.group("tid")
-    key = (pid, tid)
-    if rule is None:
-        return None
+        else:
+            return None
     category, strong = rule.category, rule.strong
     if rule.reasons:
-        category, _reason = classify_openssl(body)
-        if category is None:
-            category = "other_tls_error"
+        category = classify_openssl(body.decode("utf-8", "replace"))[0] or "other_tls_error"
         strong = category != "other_tls_error"
-    elif rule.timeout_category and _timed_out(m.group("errno"), m.group("errtext"), body):
-        category, strong = rule.timeout_category, True
+    elif rule.timeout_category:
+        errno = m.group(4)
+        if _timed_out(errno.decode() if errno else None, (m.group(5) or b"").decode("utf-8", "replace"),
+                      body.decode("utf-8", "replace")):
+            category, strong = rule.timeout_category, True
     if rule.role == CONT:
-        # mod_ssl writes its SSL Library Error lines in the same instant as their head: no time needed to join
         return Record(CONT, category, strong, key, None, None, pos, line, rule.kind)
-    return Record(rule.role, category, strong, key, ctx.clock.apache(m.group("time")), _vhost(body), pos, line,
-                  rule.kind)
+    vhost = _ap_vhost(body)
+    if vhost is None and rule.kind == "startup":
+        vhost = _vhost(body.decode("utf-8", "replace"))
+    return Record(rule.role, category, strong, key, _ap_time(m.group(1), ctx), vhost, pos, line, rule.kind)
 
 
 # lines that are NOT Apache error-log lines: neither "[time] ..." nor a bare startup line ("AH00016: Configuration

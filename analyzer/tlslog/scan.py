@@ -68,6 +68,7 @@ def candidate_lines(block: bytes, patterns: tuple) -> list[tuple[int, int]]:
     """(start, end) of every line of ``block`` hit by one of ``patterns``, in order, each line once."""
     rfind, find = block.rfind, block.find
     out: list[tuple[int, int]] = []
+    append = out.append
     for pattern in patterns:
         last_end = -1
         for m in pattern.finditer(block):
@@ -78,9 +79,14 @@ def candidate_lines(block: bytes, patterns: tuple) -> list[tuple[int, int]]:
             if e < 0:
                 e = len(block)
             last_end = e
-            out.append((s, e))
+            append((s, e))
     if len(patterns) > 1:
-        out = sorted(set(out))
+        out.sort()  # one sorted run per pattern: timsort merges them in linear time
+        dedup = [out[0]] if out else []
+        for item in out:
+            if item[0] != dedup[-1][0]:
+                dedup.append(item)
+        out = dedup
     return out
 
 

@@ -149,7 +149,7 @@ def test_decode_table(fmt: str, line: str, role, category):
 
 def test_apache_timestamp_and_key():
     rec = decoders.FORMATS["apache_error"].decode(CASES[0][1].encode(), 7, _ctx())
-    assert rec.key == ("1234", "140234") and rec.vhost == "a:443" and rec.pos == 7
+    assert rec.key == (b"1234", b"140234") and rec.vhost == "a:443" and rec.pos == 7
     assert rec.time == pytest.approx(1795776652.123456)  # 2026-11-27 10:50:52.123456 UTC
 
 
