@@ -22,6 +22,7 @@ from pathlib import Path
 from bench import procs
 
 SHIM_SOURCE = Path(__file__).parent / "noresume.c"
+SRCADDR_SOURCE = Path(__file__).parent / "srcaddr.c"
 MARK = "BENCH_JSON "
 
 _DONE = r"""
@@ -92,14 +93,22 @@ def wrk_binary() -> str:
     return path
 
 
-def build_shim(out_dir: Path) -> Path:
-    """Compile noresume.c into `out_dir/noresume.so` (gcc)."""
+def _compile(source: Path, out: Path) -> Path:
     gcc = shutil.which("gcc") or shutil.which("cc")
     if not gcc:
-        raise RuntimeError("gcc not found: the full-handshake scenarios need it for the LD_PRELOAD shim (apt-get install gcc)")
-    out = out_dir / "noresume.so"
-    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-o", str(out), str(SHIM_SOURCE), "-ldl"], check=True)
+        raise RuntimeError("gcc not found: the bench needs it for its LD_PRELOAD shims (apt-get install gcc)")
+    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-o", str(out), str(source), "-ldl"], check=True)
     return out
+
+
+def build_shim(out_dir: Path) -> Path:
+    """Compile noresume.c into `out_dir/noresume.so`: no TLS session is ever offered."""
+    return _compile(SHIM_SOURCE, out_dir / "noresume.so")
+
+
+def build_srcaddr(out_dir: Path) -> Path:
+    """Compile srcaddr.c into `out_dir/srcaddr.so`: wrk connects from 127.0.0.2..65."""
+    return _compile(SRCADDR_SOURCE, out_dir / "srcaddr.so")
 
 
 def write_script(out_dir: Path, count_resumed: bool) -> Path:
@@ -120,9 +129,9 @@ def parse(stdout: str) -> dict:
 
 
 def run_wrk(url: str, *, connections: int, duration_seconds: float, script: Path,
-            headers: tuple[str, ...] = (), preload: Path | None = None, cpus: str | None = None,
-            timeout_seconds: float = 10.0) -> WrkResult:
-    """One wrk run (1 thread) pinned to `cpus`; returns its counts and latencies."""
+            headers: tuple[str, ...] = (), preload: Path | tuple[Path, ...] | None = None,
+            cpus: str | None = None, timeout_seconds: float = 10.0) -> WrkResult:
+    """One wrk run (1 thread) pinned to `cpus`, with `preload` shims; returns counts and latencies."""
     argv = [wrk_binary(), "-t1", f"-c{connections}", f"-d{max(1, round(duration_seconds))}s",
             f"--timeout={timeout_seconds:g}s", "-s", str(script)]
     for h in headers:
@@ -130,9 +139,10 @@ def run_wrk(url: str, *, connections: int, duration_seconds: float, script: Path
     argv.append(url)
     argv = procs.pinned(argv, cpus)
     env = None
-    if preload is not None:
+    libs = [preload] if isinstance(preload, Path) else list(preload or ())
+    if libs:
         import os
-        env = dict(os.environ, LD_PRELOAD=str(preload))
+        env = dict(os.environ, LD_PRELOAD=" ".join(str(p) for p in libs))
     done = subprocess.run(argv, capture_output=True, text=True, env=env,
                           timeout=duration_seconds + timeout_seconds + 30)
     data = parse(done.stdout + done.stderr)

@@ -58,8 +58,8 @@ def run_trial(front: str, sc: Scenario, workers: int, rep: int, ctx: dict) -> di
         return {**base, "error": str(e)}
     try:
         url = f"https://127.0.0.1:{f.port}{sc.path}"
-        wrk = dict(connections=sc.connections, headers=sc.headers, cpus=load_cpus,
-                   preload=ctx["shim"] if sc.no_resumption else None,
+        shims = (ctx["srcaddr"], ctx["shim"]) if sc.no_resumption else (ctx["srcaddr"],)
+        wrk = dict(connections=sc.connections, headers=sc.headers, cpus=load_cpus, preload=shims,
                    script=ctx["script_resumed"] if sc.expect else ctx["script_stats"])
         if ctx["warmup"] > 0:
             loadgen.run_wrk(url, duration_seconds=ctx["warmup"], **wrk)
@@ -77,6 +77,8 @@ def run_trial(front: str, sc: Scenario, workers: int, rep: int, ctx: dict) -> di
     finally:
         f.stop()
     cpu = procs.cpu_delta(before, after)
+    # per process, largest first: shows whether the load reached every worker
+    split = sorted((round(t - before.per_pid.get(p, 0.0), 2) for p, t in after.per_pid.items()), reverse=True)
     units = r.requests if sc.unit == "requests" else r.bytes / MIB
     return {
         **base,
@@ -99,6 +101,7 @@ def run_trial(front: str, sc: Scenario, workers: int, rep: int, ctx: dict) -> di
         "rss_worker_mib": rss_worker / MIB,
         "rss_total_mib": rss_total / MIB,
         "processes": processes,  # the front's tree: shows whether `workers` was acted on
+        "cpu_seconds_by_process": split,
         "steal_share": (steal1[0] - steal0[0]) / max(1, steal1[1] - steal0[1]),
         "wrk_argv": r.argv,
     }
@@ -172,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 "workdir": work, "duration": args.duration, "warmup": args.warmup,
                 "certs": certs.make_cert_set(work / "certs"),
                 "shim": loadgen.build_shim(work),
+                "srcaddr": loadgen.build_srcaddr(work),
                 "script_stats": loadgen.write_script(work, False),
                 "script_resumed": loadgen.write_script(work, True),
                 "backend": backend_mod.start_backend(work, "1"),

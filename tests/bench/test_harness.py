@@ -7,6 +7,7 @@ ones did), never speed. Runs in about 20 s.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -115,6 +116,36 @@ def test_logbench_tiny(tmp_path):
     assert int(lb["preflight"]["zcat | grep -c"]["stdout_head"]) == expected
     assert "mtail" in lb["skipped"]
     assert "| ratio | value |" in logbench.table(lb)
+
+
+@needs_tools
+def test_srcaddr_shim_spreads_client_addresses(tmp_path):
+    # a plain TCP server records its peers; curl, preloaded with the shim, connects 4 times
+    import socket
+    import threading
+    from bench import loadgen
+    shim = loadgen.build_srcaddr(tmp_path)
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    peers = []
+
+    def serve():
+        for _ in range(4):
+            conn, peer = srv.accept()
+            peers.append(peer[0])
+            conn.recv(1024)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    env = dict(os.environ, LD_PRELOAD=str(shim), BENCH_SRC_ADDRS="3")
+    # one process, four connections (the server closes each): the shim's counter goes round
+    subprocess.run(["curl", "-s", *[f"http://127.0.0.1:{port}/{i}" for i in range(4)]],
+                   env=env, check=True, timeout=10, stdout=subprocess.DEVNULL)
+    t.join(10)
+    srv.close()
+    assert peers == ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.2"]
 
 
 def test_ratio_table_from_made_up_trials():
