@@ -37,7 +37,8 @@ from .frontend import Env, FrontendFactory, Site
 from .model import VHost
 from .vhosts import VHostTable
 
-SNIFF_MAX_BYTES = 8192  # enough for any request line we would quote back
+SNIFF_MAX_BYTES = 8192
+PLAIN_CACHE_ENTRIES = 4096  # enough for any request line we would quote back
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -114,7 +115,7 @@ class PortProtocol(Protocol):
         listener = self.listener
         host = self.transport.getHost()
         self._local = (host.host, host.port)
-        vhost = listener.table.tls_for(host.host, host.port)
+        vhost = listener.tls_for(host.host, host.port)
         if vhost is None:
             self._hand_over(listener.plain_factory, b"")
             return
@@ -213,6 +214,8 @@ class ListenerFactory(Factory):
         self.env = env
         self.table = table
         self.sites = sites
+        self._tls_cache: dict[tuple[str, int], VHost | None] = {}
+        self._plain_cache: dict[tuple[str, int, bytes | None], Site | None] = {}
         self.plain_factory = FrontendFactory(env, self._plain_site, tls=False)
         self.tls_factories: dict[int, TLSMemoryBIOFactory] = {}
         for index, site in sites.items():
@@ -222,9 +225,27 @@ class ListenerFactory(Factory):
                     ServerConnectionCreator(ctx), False,
                     FrontendFactory(env, _fixed(site), tls=True), clock=env.reactor)
 
+    def tls_for(self, local_ip: str, local_port: int) -> VHost | None:
+        """VHostTable.tls_for, remembered: local addresses are few, and this runs per connection."""
+        key = (local_ip, local_port)
+        try:
+            return self._tls_cache[key]
+        except KeyError:
+            vhost = self._tls_cache[key] = self.table.tls_for(local_ip, local_port)
+            return vhost
+
     def _plain_site(self, local_ip: str, local_port: int, host: bytes | None) -> Site | None:
-        vhost = self.table.plain_for(local_ip, local_port, host)
-        return self.sites.get(vhost.index) if vhost is not None else None
+        # Per request on plain ports: remembered too, but Host values come from clients,
+        # so the memory is bounded (cleared when full).
+        key = (local_ip, local_port, host)
+        site = self._plain_cache.get(key)
+        if site is None:
+            vhost = self.table.plain_for(local_ip, local_port, host)
+            site = self.sites.get(vhost.index) if vhost is not None else None
+            if len(self._plain_cache) >= PLAIN_CACHE_ENTRIES:
+                self._plain_cache.clear()
+            self._plain_cache[key] = site
+        return site
 
     def buildProtocol(self, addr):
         env = self.env

@@ -46,20 +46,10 @@ def session_reused(conn: SSL.Connection) -> bool:
 
 
 def _verify_result(conn: SSL.Connection, has_cert: bool) -> str:
-    try:  # the config engineer's verdict, which knows optional_no_ca
-        from tlsfront.tlsctx import client_verify_result
-    except ImportError:  # pragma: no cover - until tlsctx lands
-        client_verify_result = None
-    if client_verify_result is not None:
-        return client_verify_result(conn)[0]
-    if not has_cert:
-        return "NONE"
-    code = _lib.SSL_get_verify_result(conn._ssl)  # noqa: SLF001
-    if code == 0:
-        return "SUCCESS"
-    reason = _lib.X509_verify_cert_error_string(code)
-    from OpenSSL._util import ffi
-    return "FAILED:" + ffi.string(reason).decode("ascii", "replace")
+    # tlsctx's verdict knows optional_no_ca (GENEROUS) and the errors its verify
+    # callback recorded (OpenSSL's stored result is reset when the callback says OK).
+    from .tlsctx import client_verify_result
+    return client_verify_result(conn)[0]
 
 
 class TLSFacts:
