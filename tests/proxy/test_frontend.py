@@ -392,3 +392,16 @@ def test_valid_request_then_garbage_in_one_read(tmp_path):
     assert bt.value().count(b"HTTP/1.1\r\n") == 1
     bp.dataReceived(OK)
     assert t.value().startswith(OK + b"HTTP/1.1 400 Bad Request\r\n") and t.disconnecting
+
+
+def test_plain_vhost_redirects_to_https(tmp_path):
+    h = Harness(tmp_path, vhost_kw={"redirect_to_https": "www.example.test:8443"})
+    proto, t = h.client()
+    proto.dataReceived(b"GET /a/b?c=1 HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
+    out = t.value()
+    assert out.startswith(b"HTTP/1.1 301 Moved Permanently\r\n")
+    assert b"Location: https://www.example.test:8443/a/b?c=1\r\n" in out
+    assert not t.disconnecting and h.clock.tcpClients == []  # answered here, kept alive
+    t.clear()
+    proto.dataReceived(b"POST /form HTTP/1.1\r\nHost: www.example.test\r\nContent-Length: 3\r\n\r\nabc")
+    assert b"Location: https://www.example.test:8443/form\r\n" in t.value()
