@@ -14,6 +14,7 @@ that full-handshake runs did not resume and resumed runs did:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -141,7 +142,6 @@ def run_wrk(url: str, *, connections: int, duration_seconds: float, script: Path
     env = None
     libs = [preload] if isinstance(preload, Path) else list(preload or ())
     if libs:
-        import os
         env = dict(os.environ, LD_PRELOAD=" ".join(str(p) for p in libs))
     done = subprocess.run(argv, capture_output=True, text=True, env=env,
                           timeout=duration_seconds + timeout_seconds + 30)

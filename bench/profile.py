@@ -19,11 +19,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 from bench import backend as backend_mod
-from bench import certs, fronts, loadgen
+from bench import certs, fronts, loadgen, procs
 from bench.scenarios import SCENARIOS
 
 # (substring of a frame, area): first match wins; frames look like "func (file.py:line)"
@@ -105,11 +106,10 @@ def syscalls(args) -> int:
         script = loadgen.write_script(work, bool(sc.expect))
         f = fronts.start_front(args.front, work, cs[sc.cert], be.port, 1, "0")
         try:
-            pids = [str(p) for p in __import__("bench.procs", fromlist=["tree"]).tree(f.pid)]
+            pids = [str(p) for p in procs.tree(f.pid)]
             out = work / "strace.txt"
             tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), *sum((["-p", p] for p in pids), [])],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            import time
             time.sleep(1)
             r = loadgen.run_wrk(f"https://127.0.0.1:{f.port}{sc.path}", connections=sc.connections,
                                 duration_seconds=args.seconds, script=script, headers=sc.headers,
@@ -167,8 +167,6 @@ def main(argv: list[str] | None = None) -> int:
                 headers=sc.headers, preload=shim, cpus="1")))
             load.start()
             # profile the busiest process of the front's tree: the worker, not a master
-            import time
-            from bench import procs
             first = procs.sample(f.pid)
             time.sleep(1.5)
             busy = procs.sample(f.pid)
