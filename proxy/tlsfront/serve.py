@@ -21,7 +21,6 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from .model import Address, Config
 
