@@ -204,8 +204,9 @@ def parse_backend(text: str) -> model.Backend:
 
 def _resolve(ctx: _Ctx, value: str) -> Path:
     p = Path(os.path.expanduser(value))
-    # normpath: "conf/../.state/x" reads better as ".state/x" in messages (no symlink games in configs)
-    return Path(os.path.normpath(p if p.is_absolute() else (ctx.base / p)))
+    # Absolute: workers may chdir, and an exec: program given as "pp" must not be looked up in
+    # $PATH. abspath also normalizes "conf/../.state/x" to ".../.state/x" for messages.
+    return Path(os.path.abspath(p if p.is_absolute() else (ctx.base / p)))
 
 
 def _check_readable(ctx: _Ctx, key: str, path: Path, *, what: str) -> bool:

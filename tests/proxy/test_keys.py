@@ -192,9 +192,10 @@ def test_exec_dialog_end_to_end_with_check(tmp_path, pki, enc):
     prog = tmp_path / "pp"
     prog.write_text("#!/bin/sh\necho hunter2\n")
     prog.chmod(0o755)
-    cfg = two_vhost_config(tmp_path, pki, enc, dialog=f"exec:{prog}")
+    # A relative program resolves against the config's directory, not $PATH nor the cwd.
+    cfg = two_vhost_config(tmp_path, pki, enc, dialog="exec:pp")
     done = subprocess.run([TLSFRONT, "check", "-c", str(cfg)], stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, start_new_session=True, timeout=30)
+                          text=True, start_new_session=True, timeout=30, cwd="/")
     assert done.returncode == 0, done.stderr
     assert "Syntax OK" in done.stdout
 
