@@ -94,6 +94,12 @@ MESSAGES: dict[str, Message] = {m_key: m for m_key, m in (
         "worker {worker} started (pid {worker_pid})")),
     ("worker_exited", Message("TLSF0010", "error", "mpm",
         "worker {worker} (pid {worker_pid}) exited: {status}; restarting in {delay_seconds}s")),
+    ("reload_partial", Message("TLSF0011", "warn", "core",
+        "reload applied, except: {detail}")),
+    ("tickets_rotated", Message("TLSF0012", "notice", "ssl",
+        "session ticket keys rotated: new TLS contexts for {vhosts} vhosts, previous workers draining")),
+    ("worker_start_failed", Message("TLSF0013", "emerg", "mpm",
+        "worker {worker} (pid {worker_pid}) exited during start-up: {status}; stopping")),
     # -- configuration and files
     ("config_error", Message("TLSF0101", "emerg", "core",
         "configuration error in {path}: {where}: {problem}")),

@@ -546,8 +546,8 @@ class Master:
         if self.stopping:
             return
         if not self.started:
-            self.log("worker_exited", worker=f"{child.index}/{child.generation}", worker_pid=child.pid,
-                     status=describe_status(status), delay_seconds="-")
+            self.log("worker_start_failed", worker=f"{child.index}/{child.generation}", worker_pid=child.pid,
+                     status=describe_status(status))
             print(f"tlsfront: worker {child.index} (pid {child.pid}) exited during start-up "
                   f"({describe_status(status)}); see the error log", file=sys.stderr)
             self._begin_shutdown("startup failure", 1)
@@ -598,8 +598,14 @@ class Master:
         if worker_count(config) != old.workers:
             notes.append(f"workers = {worker_count(config)} takes effect at the next restart "
                          f"({old.workers} workers keep running)")
+        for name, before, after in (("[admin] listen", old.config.admin.listen, config.admin.listen),
+                                    ("server.pid_file", old.config.server.pid_file, config.server.pid_file),
+                                    ("server.user/group", (old.config.server.user, old.config.server.group),
+                                     (config.server.user, config.server.group))):
+            if before != after:
+                notes.append(f"{name} changed: takes effect at the next restart")
         for note in notes:
-            self.log("reload_failed", error=f"partly applied: {note}")
+            self.log("reload_partial", detail=note)
         gen = Generation(old.number + 1, config, contexts, listeners, logs, old.workers, loader)
         gen.rotation = rotate  # type: ignore[attr-defined]
         self.pending = gen
@@ -623,8 +629,10 @@ class Master:
         self.metrics.set_vhosts(new.config.vhosts)
         if not rotation:
             self.metrics.config_loaded(True)
-        path = f"{new.config.path} (session ticket key rotation)" if rotation else new.config.path
-        self.log("reload_done", path=path, vhosts=len(new.config.vhosts))
+        if rotation:
+            self.log("tickets_rotated", vhosts=sum(1 for v in new.config.vhosts if v.is_tls))
+        else:
+            self.log("reload_done", path=new.config.path, vhosts=len(new.config.vhosts))
         self._schedule_rotation()
         if self.reload_again is not None:
             self.reload_again = None
