@@ -405,6 +405,12 @@ def build_contexts_with_warnings(config: Config, *, dialog: keys.Dialog | None =
     """As `build_contexts`; `loader` lets the master reuse decrypted keys (ticket-key
     rotation rebuilds the Contexts without asking pass phrases again)."""
     c = Collector()
+    # SSLRandomSeed startup: before any key is used; a PRNG failure is a clear error, never a hang.
+    try:
+        seed_random(config.server.random_seed, "startup")
+    except RuntimeError as exc:
+        c.error(f"{config.path}: server.random_seed", str(exc),
+                "check that /dev/urandom exists and is readable")
     loader = loader if loader is not None else keys.KeyLoader(override=dialog)
     contexts: dict[int, SSL.Context] = {}
     for vhost in config.vhosts:
@@ -420,6 +426,9 @@ def build_contexts_with_warnings(config: Config, *, dialog: keys.Dialog | None =
 # --------------------------------------------------------------------------- random seed
 
 
+SEED_EXEC_TIMEOUT_SECONDS = 10.0
+
+
 def seed_random(seeds: tuple[RandomSeed, ...], context: str = "startup") -> str:
     """Apply `random_seed` entries of `context` and check the PRNG; return a log line.
 
@@ -427,6 +436,10 @@ def seed_random(seeds: tuple[RandomSeed, ...], context: str = "startup") -> str:
     the byte count (non-blocking: /dev/random must not hang start-up); `exec:` runs the
     program and takes its standard output. Raises RuntimeError when OpenSSL says the
     generator is not seeded: a clear error, never a hang.
+
+    `connect` entries are validated and accepted for compatibility; OpenSSL's DRBG reseeds
+    itself, so nothing is read per connection (that would cost a syscall per handshake).
+    build_contexts() calls this for "startup"; serve may log the returned line.
     """
     added = 0
     sources = []
@@ -440,9 +453,16 @@ def seed_random(seeds: tuple[RandomSeed, ...], context: str = "startup") -> str:
         elif seed.kind == "exec" and seed.path is not None:
             try:
                 done = subprocess.run([str(seed.path), str(count)], capture_output=True,
-                                      stdin=subprocess.DEVNULL, timeout=10)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise RuntimeError(f"random_seed {seed.source}: the program failed: {exc}") from None
+                                      stdin=subprocess.DEVNULL, timeout=SEED_EXEC_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"random_seed {seed.source}: the program did not finish within "
+                                   f"{SEED_EXEC_TIMEOUT_SECONDS:g} seconds") from None
+            except OSError as exc:
+                raise RuntimeError(f"random_seed {seed.source}: the program cannot run: "
+                                   f"{exc.strerror or exc}") from None
+            if done.returncode != 0:
+                raise RuntimeError(f"random_seed {seed.source}: the program failed with exit status "
+                                   f"{done.returncode}")
             data = done.stdout[:count]
         if data:
             _lib.RAND_add(data, len(data), float(len(data)))
@@ -450,8 +470,8 @@ def seed_random(seeds: tuple[RandomSeed, ...], context: str = "startup") -> str:
         sources.append(seed.source if not data else f"{seed.source} ({len(data)} bytes)")
     if _lib.RAND_status() != 1:
         raise RuntimeError(
-            "OpenSSL's random number generator is not seeded (RAND_status() = 0); "
-            "fix: check that /dev/urandom is readable, or add random_seed = [\"startup file:/dev/urandom 512\"]")
+            "OpenSSL's random number generator is not seeded (RAND_status() = 0): check that "
+            "/dev/urandom is readable, or add random_seed = [\"startup file:/dev/urandom 512\"]")
     used = ", ".join(sources) if sources else "builtin"
     return f"PRNG seeded ({context}: {used}; {added} bytes added, RAND_status OK)"
 

@@ -614,3 +614,23 @@ def test_expired_certificate_and_chain_order_are_warnings(tmp_path, pki):
     block = f'certificate = "{pki.client_expired_cert}"\nkey = "{pki.client_expired_key}"\n'
     _, warnings = tlsctx.build_contexts_with_warnings(config.load(make_config(tmp_path, block)))
     assert len(warnings) == 1 and "expired on" in warnings[0] and "renew it" in warnings[0]
+
+
+def test_seed_random_never_hangs_and_fails_clearly(tmp_path, monkeypatch):
+    from tlsfront.model import RandomSeed
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: a blocking read would hang start-up forever
+    line = tlsctx.seed_random((RandomSeed("startup", f"file:{fifo}", 64),))
+    assert "RAND_status OK" in line
+    prog = tmp_path / "seed"
+    prog.write_text("#!/bin/sh\nhead -c \"$1\" /dev/urandom\n")
+    prog.chmod(0o755)
+    assert "32 bytes added" in tlsctx.seed_random((RandomSeed("startup", f"exec:{prog}", 32),))
+    prog.write_text("#!/bin/sh\nexit 4\n")
+    with pytest.raises(RuntimeError, match="failed with exit status 4"):
+        tlsctx.seed_random((RandomSeed("startup", f"exec:{prog}", 32),))
+    monkeypatch.setattr(tlsctx, "SEED_EXEC_TIMEOUT_SECONDS", 0.3)
+    prog.write_text("#!/bin/sh\nsleep 5\n")
+    with pytest.raises(RuntimeError, match="did not finish within 0.3 seconds"):
+        tlsctx.seed_random((RandomSeed("startup", f"exec:{prog}", 32),))
