@@ -758,8 +758,10 @@ def _from_data(ctx: _Ctx, data: Any) -> model.Config:
     _check_vhost_table(ctx, vhosts)
     if admin.listen is not None:
         for v in vhosts:
-            if v.listen == admin.listen:
-                ctx.error("admin.listen", f"{admin.listen} is also vhost[{v.index}]'s listen address",
+            a, b = v.listen, admin.listen
+            # Same port and overlapping hosts: one bind() would fail (a wildcard covers them all).
+            if a.port == b.port and (a.host == b.host or a.is_wildcard or b.is_wildcard):
+                ctx.error("admin.listen", f"{admin.listen} overlaps vhost[{v.index}]'s listen address {v.listen}",
                           "give the admin endpoint its own port")
     return model.Config(
         path=path, server=server, admin=admin, tls_defaults=tls_defaults, vhosts=tuple(vhosts),

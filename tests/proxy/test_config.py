@@ -514,3 +514,22 @@ def test_plain_and_tls_only_keys(tmp_path, certs):
         redirect_to_https = "www.example.test:8443"
     """))
     assert cfg.vhosts[0].redirect_to_https == "www.example.test:8443" and cfg.vhosts[0].backends == ()
+
+
+@pytest.mark.parametrize("admin, vhost, clash", [("127.0.0.1:9180", "*:9180", True), ("*:9180", "127.0.0.2:9180", True),
+                                                 ("127.0.0.1:9180", "127.0.0.2:9180", False),
+                                                 ("127.0.0.1:9180", "127.0.0.1:9181", False)])
+def test_admin_address_must_not_overlap_a_vhost(tmp_path, admin, vhost, clash):
+    path = write(tmp_path, f"""
+        [admin]
+        listen = "{admin}"
+        [[vhost]]
+        listen = "{vhost}"
+        backends = ["http://127.0.0.1:8081"]
+    """)
+    if not clash:
+        assert config.load(path).admin.listen is not None
+        return
+    with pytest.raises(ConfigErrors) as info:
+        config.load(path)
+    assert "overlaps vhost[0]" in info.value.problems[0].message
