@@ -343,3 +343,20 @@ def test_reload_adds_and_removes_a_listening_address(stack):
         except ConnectionRefusedError:
             return True
     stack.wait(refused, f"127.0.0.1:{new_port} closed once the old workers drained")
+
+
+def test_admin_survives_a_silent_and_a_slow_client(stack):
+    """The master's admin responder is non-blocking: a client that sends nothing, or half a
+    request, does not stop /healthz for others; it is dropped after its deadline."""
+    silent = socket.create_connection(("127.0.0.1", stack.ports["p_admin"]), timeout=10)
+    half = socket.create_connection(("127.0.0.1", stack.ports["p_admin"]), timeout=10)
+    half.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+    try:
+        started = time.monotonic()
+        assert stack.admin("/healthz")[0] == 200
+        assert time.monotonic() - started < 2
+        silent.settimeout(10)
+        assert silent.recv(1) == b""  # closed by the master after ADMIN_REQUEST_TIMEOUT_SECONDS
+    finally:
+        silent.close()
+        half.close()
