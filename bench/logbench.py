@@ -5,6 +5,10 @@ file within 1.5x `zcat | grep -c`; `--jobs 2` on two files nearly 2x one job.
 hyperfine runs with `--output=pipe`: GNU grep -c writing to /dev/null stops at
 the first match and would look absurdly fast (see the benchmarking notes).
 mtail is not installed here; its row from the issue is not re-measured.
+
+The log comes from the analyzer's own generator `tlslog.synth` when it is there
+(it also returns the true event counts, which `tlslog scan` must report: the
+benchmark checks it), else from `bench.synthlog`.
 """
 
 from __future__ import annotations
@@ -15,10 +19,24 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from bench import synthlog
 
-GENERATOR_VERSION = 1  # bump when synthlog's output changes, so cached logs are remade
+GENERATOR_VERSION = 2  # bump when a generator's output changes, so cached logs are remade
+
+# the TLS/proxy error lines of tlslog.synth's log, as six grep patterns, and one literal
+TLSLOG_SYNTH_SIX = "AH02008|SSL Library Error|AH01996|AH02007|AH00957|AH01114"
+
+
+def generator() -> tuple[str, Callable[[Path, int], dict | None], str, str]:
+    """(name, write(path, lines) -> truth or None, grep literal, grep six patterns)."""
+    try:
+        from tlslog import synth
+    except ImportError:
+        return ("bench.synthlog", lambda path, n: (synthlog.generate(path, n), None)[1],
+                synthlog.GREP_LITERAL, synthlog.GREP_SIX)
+    return ("tlslog.synth", lambda path, n: dict(synth.write(str(path), n)), "AH02008", TLSLOG_SYNTH_SIX)
 
 
 def _tlslog() -> list[str] | None:
@@ -30,13 +48,17 @@ def _tlslog() -> list[str] | None:
     return argv if probe.returncode == 0 else None
 
 
-def make_logs(directory: Path, lines: int) -> tuple[Path, Path, Path]:
-    """(log, copy of it, log.gz), cached under `directory` by size and generator version."""
+def make_logs(directory: Path, lines: int) -> tuple[Path, Path, Path, dict | None]:
+    """(log, copy of it, log.gz, true event counts or None), cached under `directory`
+    by generator, size and version."""
     directory.mkdir(parents=True, exist_ok=True)
-    log = directory / f"apache-error-{lines}-v{GENERATOR_VERSION}.log"
+    name, write, _, _ = generator()
+    log = directory / f"apache-error-{name.replace('.', '_')}-{lines}-v{GENERATOR_VERSION}.log"
+    truth_file = log.with_suffix(".truth.json")
     if not log.exists():
         tmp = log.with_suffix(".tmp")
-        synthlog.generate(tmp, lines)
+        truth = write(tmp, lines)
+        truth_file.write_text(json.dumps(truth))
         tmp.rename(log)
     second = log.with_name(log.stem + "-b.log")
     if not second.exists():
@@ -46,12 +68,14 @@ def make_logs(directory: Path, lines: int) -> tuple[Path, Path, Path]:
         with open(gz.with_suffix(".tmp"), "wb") as out:
             subprocess.run(["gzip", "-c", "-6", str(log)], stdout=out, check=True)
         gz.with_suffix(".tmp").rename(gz)
-    return log, second, gz
+    truth = json.loads(truth_file.read_text()) if truth_file.exists() else None
+    return log, second, gz, truth
 
 
 def commands(log: Path, second: Path, gz: Path, tlslog: list[str] | None) -> dict[str, str]:
     q = shlex.quote
-    lit, six = q(synthlog.GREP_LITERAL), q(synthlog.GREP_SIX)
+    _, _, literal, six_patterns = generator()
+    lit, six = q(literal), q(six_patterns)
     cmds = {
         "cat": f"cat {q(str(log))}",
         "grep -c literal": f"grep -c {lit} {q(str(log))}",
@@ -72,13 +96,14 @@ def commands(log: Path, second: Path, gz: Path, tlslog: list[str] | None) -> dic
 def run(out: Path, lines: int = 2_000_000, quick: bool = False) -> dict:
     """Generate (or reuse) the logs, time every command, return figures and ratios."""
     out.mkdir(parents=True, exist_ok=True)
-    log, second, gz = make_logs(out.parent / "logbench", lines)
+    log, second, gz, truth = make_logs(out.parent / "logbench", lines)
     tlslog = _tlslog()
     cmds = commands(log, second, gz, tlslog)
     preflight = {}
     for name, cmd in cmds.items():
         done = subprocess.run(cmd, shell=True, capture_output=True, text=True)
-        preflight[name] = {"exit": done.returncode, "stdout_head": done.stdout[:300], "stderr_tail": done.stderr[-500:]}
+        preflight[name] = {"exit": done.returncode, "stdout_head": done.stdout[:300], "stdout": done.stdout,
+                           "stderr_tail": done.stderr[-500:]}
     usable = {n: c for n, c in cmds.items() if preflight[n]["exit"] in (0, 1) and "Traceback" not in preflight[n]["stderr_tail"]}
     # grep and friends take a fraction of a second: 1 warm-up + 5 runs. tlslog takes seconds and
     # its preflight run above already warmed the page cache: 3 runs (2 with --quick).
@@ -101,7 +126,22 @@ def run(out: Path, lines: int = 2_000_000, quick: bool = False) -> dict:
     def ratio(a: str, b: str) -> float | None:
         return seconds[a] / seconds[b] if a in seconds and b in seconds and seconds[b] else None
 
+    # correctness beside speed: the scan must find exactly the generator's events
+    truth_check = "no truth from this generator"
+    if truth is not None and "tlslog scan" in usable:
+        try:
+            found = json.loads(preflight["tlslog scan"]["stdout"])["events"]
+            wrong = {k: (found.get(k, 0), v) for k, v in truth.items() if found.get(k, 0) != v}
+            extra = {k: n for k, n in found.items() if n and k not in truth}
+            truth_check = "ok: every category matches" if not wrong and not extra else \
+                f"MISMATCH: (found, expected) {wrong}, unexpected {extra}"
+        except (ValueError, KeyError) as e:
+            truth_check = f"could not read tlslog's JSON: {e}"
+    for p in preflight.values():
+        p.pop("stdout", None)
     return {
+        "generator": generator()[0],
+        "events_vs_truth": truth_check,
         "lines": line_count,
         "log_bytes": log.stat().st_size,
         "gz_bytes": gz.stat().st_size,
@@ -126,7 +166,9 @@ def _cell(text: str) -> str:
 
 
 def table(lb: dict) -> str:
-    lines = [f"{lb['lines']:,} lines, {lb['log_bytes'] / 1e6:.0f} MB ({lb['gz_bytes'] / 1e6:.0f} MB gzipped); hyperfine medians.",
+    lines = [f"{lb['lines']:,} lines from `{lb['generator']}`, {lb['log_bytes'] / 1e6:.0f} MB "
+             f"({lb['gz_bytes'] / 1e6:.0f} MB gzipped); hyperfine medians, `--output=pipe`. "
+             f"tlslog's counts against the generator's truth: {lb['events_vs_truth']}.",
              "", "| command | seconds | lines/s |", "|---|---|---|"]
     for name, s in lb["median_seconds"].items():
         rate = lb["lines_per_second"].get(name)
