@@ -35,7 +35,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from . import model, protocols
-from .errors import Collector, ConfigErrors, explain_os_error
+from .errors import Collector, explain_os_error
 
 LOG_LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
 VERIFY_CLIENT = ("none", "optional", "require", "optional_no_ca")

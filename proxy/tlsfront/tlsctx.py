@@ -37,7 +37,7 @@ from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from . import keys, protocols
-from .errors import Collector, ConfigErrors
+from .errors import Collector
 from .model import Config, RandomSeed, TLSSettings, VHost
 
 VERIFY_MODES = {
