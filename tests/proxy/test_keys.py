@@ -234,3 +234,20 @@ def test_check_match(pki):
         keys.check_match(cert, pki.server_cert, bad, pki.server_rsa_key)
     assert "EC P-256" in info.value.message and "RSA 2048 bits" in info.value.message
     assert "tlsfront cert match" in info.value.fix
+
+
+@needs_openssl
+@pytest.mark.parametrize("traditional", [True, False], ids=["Proc-Type DES-EDE3", "PKCS8 des3"])
+def test_keys_from_the_faqs_openssl_genrsa_des3(tmp_path, traditional):
+    """`openssl genrsa -des3 -out server.key` (the FAQ's recipe), both PEM encodings OpenSSL writes."""
+    key = tmp_path / "server.key"
+    subprocess.run([OPENSSL, "genrsa", "-des3", "-passout", "pass:faq-pass", *(["-traditional"] if traditional else []),
+                    "-out", str(key), "2048"], capture_output=True, check=True)
+    if traditional:
+        assert "Proc-Type: 4,ENCRYPTED" in key.read_text()
+    phrase_file = tmp_path / "pp"
+    phrase_file.write_text("faq-pass\n")
+    loaded = load(key, f"file:{phrase_file}")
+    modulus = subprocess.run([OPENSSL, "rsa", "-in", str(key), "-passin", "pass:faq-pass", "-noout", "-modulus"],
+                             capture_output=True, check=True, text=True).stdout.strip()
+    assert modulus == "Modulus=%X" % loaded.public_key().public_numbers().n
