@@ -811,7 +811,7 @@ def _http(status: int, content_type: str, body: bytes, head_only: bool = False, 
 
 
 def _bind_admin(address: Address) -> socket.socket:
-    host = "127.0.0.1" if address.is_wildcard else address.host
+    host = "0.0.0.0" if address.is_wildcard else address.host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
