@@ -133,7 +133,7 @@ def client_verify_result(conn: SSL.Connection) -> tuple[str, str | None]:
     """
     record = _RECORDS.get(conn)
     try:
-        peer = conn.get_peer_certificate()
+        peer = conn.get_peer_certificate(as_cryptography=True)
     except SSL.Error:  # pragma: no cover - defensive
         peer = None
     if record is None:
