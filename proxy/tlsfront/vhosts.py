@@ -16,9 +16,10 @@ the vhosts listening on exactly A:P if there are any, else by those on `*:P`
 A group mixing TLS and plain vhosts is refused: the same bytes cannot be both.
 
 `bind_addresses()` lists the sockets to open. When a port has a `*` vhost,
-the exact addresses on that port are served by the same wildcard socket
+the exact IPv4 addresses on that port are served by the same wildcard socket
 (Linux refuses to bind 0.0.0.0:P beside 127.0.0.1:P), and the local address
-the client connected to (`transport.getHost()`) picks the vhost.
+the client connected to (`transport.getHost()`) picks the vhost. `*` is bound
+as 0.0.0.0, so IPv6 addresses keep sockets of their own.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ class VHostTable:
         out: list[Address] = []
         for v in self.vhosts:
             a = v.listen
-            if not a.is_wildcard and a.port in wild_ports:
+            # The data path binds `*` as 0.0.0.0 (IPv4): an IPv6 address keeps its own socket
+            # (an AF_INET6 socket on [::1]:P coexists with 0.0.0.0:P).
+            if not a.is_wildcard and a.port in wild_ports and ":" not in a.host:
                 a = Address(WILDCARD, a.port)
             if a not in out:
                 out.append(a)

@@ -65,6 +65,8 @@ def test_bind_addresses_distinct_and_wildcard_absorbs_exact():
         Address("127.0.0.1", 8443), Address("127.0.0.2", 8443), Address("127.0.0.1", 8080),
         Address("*", 9443),
     ]
+    v6 = VHostTable([vh(0, "*:443", tls=True), vh(1, "::1:443", tls=True), vh(2, "127.0.0.9:443", tls=True)])
+    assert v6.bind_addresses() == [Address("*", 443), Address("::1", 443)]
     # The wildcard socket still gives 127.0.0.3's connections to vhost 5.
     assert table.tls_for("127.0.0.3", 9443).index == 5
     assert table.tls_for("127.0.0.4", 9443).index == 4
@@ -108,7 +110,7 @@ def test_normalize_ip():
     assert normalize_ip("fe80::1%eth0") == "fe80::1"
 
 
-IPS = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "*"]
+IPS = ["127.0.0.1", "127.0.0.2", "::1", "*"]
 PORTS = [80, 443, 8443]
 
 
@@ -126,4 +128,4 @@ def test_lookup_matches_brute_force(listens, ip, port):
     assert len(binds) == len(set(binds))
     # every vhost is reachable through some bound socket
     for v in vhosts:
-        assert v.listen in binds or Address("*", v.listen.port) in binds
+        assert v.listen in binds or (Address("*", v.listen.port) in binds and ":" not in v.listen.host)
