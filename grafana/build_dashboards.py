@@ -521,9 +521,11 @@ def tlslog_dashboard() -> dict[str, Any]:
                                {"id": "sortBy", "options": {"sort": [{"field": "ago", "desc": False}]}}]),
         Panel("Requests by TLS protocol (ssl_request_log)", "timeseries",
               [Target(f'sum by (protocol) (rate(tlslog_tls_requests_total{{instance=~"$instance", '
-                      f'vhost=~"$vhost|"}}[{RI}]))', "{{protocol}}")], 6, 9, "reqps",
+                      f'vhost=~"$vhost|-|"}}[{RI}]))', "{{protocol}}")], 6, 9, "reqps",
               "Requests per TLS protocol version read from ssl_request_log (Apache's, or tlsfront's): who still "
-              "uses TLS 1.0 before SSLProtocol drops it. " + CATALOG["protocol_mismatch"].remedy,
+              "uses TLS 1.0 before SSLProtocol drops it. mod_ssl's default ssl_request_log format (and "
+              "tlsfront's) names no vhost (label '-'): those requests are shown whatever the vhost filter. "
+              + CATALOG["protocol_mismatch"].remedy,
               custom={"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 60}),
         Panel("Requests by status class (access logs)", "timeseries",
               [Target(f"sum by (status_class) (rate(tlslog_requests_total{LI}[{RI}]))", "{{status_class}}")],
