@@ -27,11 +27,13 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
@@ -241,10 +243,24 @@ class _VHostBuild:
         ctx.set_timeout(max(1, int(tls.session_timeout_seconds)))
 
     def _certificates(self, ctx: SSL.Context) -> None:
+        """Each certificate with its key and its own chain.
+
+        The chain of a certificate is what its file holds after the leaf, else the path from
+        its issuer up through the `chain` file. Chains are per certificate
+        (use_certificate_chain_file -> SSL_CTX_add0_chain_cert): an RSA and an ECDSA
+        certificate from different intermediates (Let's Encrypt's R1x and E5) each go out
+        with their own, which add_extra_chain_cert (one list per Context) could not do.
+        """
         tls = self.tls
         seen_types: dict[str, Path] = {}
-        extra: list[x509.Certificate] = []
         many = len(tls.certs) > 1
+        chain_file = next((p.chain_file for p in tls.certs if p.chain_file is not None), None)
+        pool: list[x509.Certificate] = []
+        if chain_file is not None:
+            try:
+                pool = keys.load_certificates(chain_file, "certificate chain")
+            except keys.KeyProblem as exc:
+                self.error("chain", exc.message, exc.fix)
         for i, pair in enumerate(tls.certs):
             suffix = f"[{i}]" if many else ""
             try:
@@ -274,26 +290,39 @@ class _VHostBuild:
             except keys.KeyProblem as exc:
                 self.error("key" + suffix, exc.message, exc.fix)
                 continue
+            if len(certs) > 1:
+                chain = certs[1:]
+                self._check_chain_order(leaf, chain, pair.cert_file, "certificate" + suffix)
+            else:
+                chain = _issuer_path(leaf, pool)
+                if pool and not chain:
+                    self.c.warn(self.where("chain"),
+                                f"{chain_file} holds no issuer of {pair.cert_file} (issued by "
+                                f"{leaf.issuer.rfc4514_string()}): it goes out without intermediates",
+                                "add that certificate's intermediate CA certificates to the chain file")
             try:
-                ctx.use_certificate(leaf)
+                _use_certificate_and_chain(ctx, leaf, chain)
                 ctx.use_privatekey(key)
                 ctx.check_privatekey()
-            except SSL.Error as exc:
+            except (SSL.Error, OSError) as exc:
+                text = _ssl_error_text(exc) if isinstance(exc, SSL.Error) else str(exc)
                 self.error("certificate" + suffix, f"OpenSSL refused {pair.cert_file} with "
-                                                   f"{pair.key_file}: {_ssl_error_text(exc)}",
+                                                   f"{pair.key_file}: {text}",
                            "check both files with `tlsfront cert show` and `tlsfront cert match`")
                 continue
-            extra.extend(c for c in certs[1:] if c not in extra)
-            if pair.chain_file is not None and i == 0:
-                try:
-                    chain = keys.load_certificates(pair.chain_file, "certificate chain")
-                except keys.KeyProblem as exc:
-                    self.error("chain", exc.message, exc.fix)
-                    chain = []
-                extra.extend(c for c in chain if c not in extra)
-                self._check_chain_order(leaf, chain, pair.chain_file)
-        for cert in extra:
-            ctx.add_extra_chain_cert(cert)
+        # Apache sends the chain file as written: say so when a certificate's issuers are out
+        # of order in it (tlsfront itself sends them in issuing order). Other certificates in the
+        # file (the other key type's intermediates) are not a problem.
+        for pair in tls.certs:
+            try:
+                leaf = keys.load_certificates(pair.cert_file)[0]
+            except keys.KeyProblem:
+                continue
+            path = _issuer_path(leaf, pool)
+            positions = [pool.index(c) for c in path]
+            if positions != sorted(positions):
+                self._check_chain_order(leaf, [pool[i] for i in sorted(positions)], chain_file, "chain")
+                break
 
     def _check_validity(self, cert: x509.Certificate, path: Path, name: str) -> None:
         import datetime as dt
@@ -308,14 +337,16 @@ class _VHostBuild:
                                           f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
                         "check the clock, or wait")
 
-    def _check_chain_order(self, leaf: x509.Certificate, chain: list[x509.Certificate], path: Path) -> None:
+    def _check_chain_order(self, leaf: x509.Certificate, chain: list[x509.Certificate], path: Path | None,
+                           name: str) -> None:
+        """Warn when a chain is not in issuing order (Apache sends it as written)."""
         expected = leaf.issuer
         for n, cert in enumerate(chain):
             if cert.subject != expected:
-                self.c.warn(self.where("chain"),
+                self.c.warn(self.where(name),
                             f"{path}: certificate #{n + 1} ({cert.subject.rfc4514_string()}) is not the "
                             f"issuer of the one before it (expected {expected.rfc4514_string()})",
-                            "order the chain file leaf's issuer first, then its issuer, and so on")
+                            "order the chain: the leaf's issuer first, then its issuer, and so on")
                 return
             if cert.subject == cert.issuer:
                 return
@@ -360,6 +391,35 @@ class _VHostBuild:
             except (OSError, ValueError) as exc:
                 self.error("crl_file", f"cannot load the CRL {client.crl_file}: {exc}",
                            f"check it with `openssl crl -noout -text -in {client.crl_file}`")
+
+
+def _issuer_path(leaf: x509.Certificate, pool: list[x509.Certificate]) -> list[x509.Certificate]:
+    """The certificates of `pool` from the leaf's issuer upwards, in issuing order."""
+    path: list[x509.Certificate] = []
+    current = leaf
+    while current.subject != current.issuer or current is leaf:
+        nxt = next((c for c in pool if c.subject == current.issuer and c not in path and c != current), None)
+        if nxt is None:
+            break
+        path.append(nxt)
+        current = nxt
+    return path
+
+
+def _use_certificate_and_chain(ctx: SSL.Context, leaf: x509.Certificate, chain: list[x509.Certificate]) -> None:
+    """Set `leaf` as a current certificate with its own chain (SSL_CTX_use_certificate_chain_file:
+    the only per-certificate chain call pyOpenSSL binds; it reads a file, so a private temp file)."""
+    if not chain:
+        ctx.use_certificate(leaf)
+        return
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, *chain))
+    fd, name = tempfile.mkstemp(prefix="tlsfront-chain-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        ctx.use_certificate_chain_file(name)
+    finally:
+        os.unlink(name)
 
 
 def _load_crls(data: bytes) -> list[x509.CertificateRevocationList]:

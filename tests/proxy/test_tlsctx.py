@@ -634,3 +634,31 @@ def test_seed_random_never_hangs_and_fails_clearly(tmp_path, monkeypatch):
     prog.write_text("#!/bin/sh\nsleep 5\n")
     with pytest.raises(RuntimeError, match="did not finish within 0.3 seconds"):
         tlsctx.seed_random((RandomSeed("startup", f"exec:{prog}", 32),))
+
+
+@needs_openssl
+def test_rsa_and_ecdsa_each_sent_with_their_own_intermediate(tmp_path, pki, serve):
+    """Dual certificates from different intermediates (as Let's Encrypt's RSA and ECDSA ones are):
+    one chain file holds both intermediates; each certificate goes out with its own issuer only."""
+    root = certgen.Issued(x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()),
+                          serialization.load_pem_private_key((pki.dir / "root.key").read_bytes(), None))
+    rsa_inter = certgen.issue("RSA intermediate", issuer=root, is_ca=True)
+    rsa_leaf = certgen.issue("localhost", issuer=rsa_inter, key_kind="rsa2048", dns_names=("localhost",))
+    rsa_leaf.write(tmp_path / "rsa.crt", tmp_path / "rsa.key")
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(rsa_inter.cert_pem() + pki.intermediate_cert.read_bytes())
+    block = (f'certificate = ["{pki.server_cert}", "{tmp_path}/rsa.crt"]\n'
+             f'key = ["{pki.server_key}", "{tmp_path}/rsa.key"]\nchain = "{chain}"\n')
+    cfg = config.load(make_config(tmp_path, block))
+    contexts, warnings = tlsctx.build_contexts_with_warnings(cfg)
+    srv = serve(contexts[0])
+    for cipher, issuer in (("ECDHE-RSA-AES128-GCM-SHA256", "RSA intermediate"),
+                           ("ECDHE-ECDSA-AES128-GCM-SHA256", "tlsfront test intermediate CA")):
+        r = s_client(srv.port, "-tls1_2", "-cipher", cipher, "-showcerts", "-CAfile", str(pki.ca_cert),
+                     "-verify_return_error", stdin=b"GET / HTTP/1.0\r\n\r\n")
+        text = r.stdout.decode()
+        assert srv.outcome().cipher == cipher
+        assert text.count("-----BEGIN CERTIFICATE-----") == 2, text
+        assert f"s:CN = {issuer}" in text and "Verify return code: 0 (ok)" in text
+    # one file holding both intermediates, each in order for its certificate: nothing to warn about
+    assert warnings == []
