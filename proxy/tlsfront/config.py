@@ -212,6 +212,10 @@ def _resolve(ctx: _Ctx, value: str) -> Path:
 def _check_readable(ctx: _Ctx, key: str, path: Path, *, what: str) -> bool:
     """Report a missing/unreadable file (naming the directory without x bit); True when fine."""
     try:
+        if path.exists() and not path.is_file():
+            # a directory, a FIFO (open() would block), a device...
+            ctx.error(key, f"{path} is not a regular file", f"name the {what} file itself")
+            return False
         with open(path, "rb"):
             pass
     except OSError as exc:

@@ -533,3 +533,17 @@ def test_admin_address_must_not_overlap_a_vhost(tmp_path, admin, vhost, clash):
     with pytest.raises(ConfigErrors) as info:
         config.load(path)
     assert "overlaps vhost[0]" in info.value.problems[0].message
+
+
+def test_special_files_are_refused_without_blocking(tmp_path, certs):
+    fifo = tmp_path / "cert.fifo"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    with pytest.raises(ConfigErrors) as info:
+        config.load(write(tmp_path, f"""
+            [[vhost]]
+            listen = "127.0.0.1:8443"
+            backends = ["http://127.0.0.1:8081"]
+            tls = {{ certificate = "{fifo}", key = "pki" }}
+        """))
+    messages = sorted(p.message for p in info.value.problems)
+    assert messages == [f"{fifo} is not a regular file", f"{tmp_path / 'pki'} is not a regular file"]
