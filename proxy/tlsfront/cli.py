@@ -131,6 +131,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         backends = ", ".join(str(b) for b in v.backends) or (f"redirect to https://{v.redirect_to_https}"
                                                              if v.redirect_to_https else "-")
         print(f"  vhost[{v.index}] {kind}://{v.listen} {v.server_name} -> {backends}")
+        if v.tls is not None:
+            print(f"      {_tls_summary(v.tls)}")
     print(f"  listening sockets: {', '.join(str(a) for a in table.bind_addresses())}")
     if cfg.admin.listen is not None:
         print(f"  admin: http://{cfg.admin.listen}/")
@@ -139,6 +141,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     if warnings:
         print(f"  {len(warnings)} warning(s), shown above")
     return 0
+
+
+def _tls_summary(tls) -> str:
+    """One line per TLS vhost: protocol range, certificates (key, subject, expiry), client auth."""
+    from . import keys, protocols
+
+    rng = protocols.parse(tls.protocols)
+    minimum = rng.minimum if tls.insecure_legacy_protocols else max(rng.minimum, "TLSv1.2", key=protocols.ORDER.index)
+    parts = [f"{minimum}..{rng.maximum}" if minimum != rng.maximum else minimum]
+    for pair in tls.certs:
+        leaf = keys.load_certificates(pair.cert_file)[0]
+        parts.append(f"{keys.key_type_name(leaf.public_key())} {leaf.subject.rfc4514_string()} "
+                     f"until {leaf.not_valid_after_utc:%Y-%m-%d}")
+    if tls.client.verify != "none":
+        parts.append(f"client certificates: {tls.client.verify} (depth {tls.client.depth})")
+    parts.append(f"session cache {tls.session_cache}, tickets {'on' if tls.session_tickets and tls.session_cache != 'off' else 'off'}")
+    return "; ".join(parts)
 
 
 def cmd_version(args: argparse.Namespace) -> int:

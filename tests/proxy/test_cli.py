@@ -48,6 +48,7 @@ def test_check_ok(tmp_path, pki):
     assert "Syntax OK" in done.stdout
     assert "vhost[0] https://127.0.0.1:8443" in done.stdout and "vhost[1] http://*:8080" in done.stdout
     assert "RAND_status OK" in done.stdout
+    assert "TLSv1.2..TLSv1.3; EC CN=localhost until " in done.stdout
     assert done.stderr == ""
 
 
