@@ -145,6 +145,7 @@ class Master:
         self.restarts: dict[tuple[str, int], float] = {}  # (kind, index) -> due time
         self.failures: dict[tuple[str, int], int] = {}
         self.aux_pid: int | None = None
+        self.aux_stopped = False
         self.signals: list[int] = []
         self.stopping = False
         self.stop_deadline = 0.0
@@ -297,7 +298,9 @@ class Master:
             self._reap()
             self._timers()
             if self.stopping and not any(c.kind == "worker" for c in self.children.values()):
-                if self.aux_pid is not None and self.aux_pid in self.children:
+                if self.aux_pid is not None and self.aux_pid in self.children and not self.aux_stopped:
+                    # The helper (demo backend) goes last: draining workers may still need it.
+                    self.aux_stopped = True
                     self._signal(self.aux_pid, signal.SIGTERM)
                     self.stop_deadline = min(self.stop_deadline, time.monotonic() + KILL_AFTER_GRACE_SECONDS)
                 if not self.children:
@@ -528,7 +531,11 @@ class Master:
         now = time.monotonic()
         if child.kind == "aux":
             self.aux_pid = None
-            if not self.stopping:
+            if not self.started and not self.stopping:
+                print(f"tlsfront: the helper process (pid {child.pid}) exited during start-up "
+                      f"({describe_status(status)})", file=sys.stderr)
+                self._begin_shutdown("startup failure", 1)
+            elif not self.stopping:
                 delay = self._backoff(("aux", 0), now - child.started)
                 self.log("worker_exited", worker="aux", worker_pid=child.pid,
                          status=describe_status(status), delay_seconds=f"{delay:g}")
