@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -251,3 +252,60 @@ def test_keys_from_the_faqs_openssl_genrsa_des3(tmp_path, traditional):
     modulus = subprocess.run([OPENSSL, "rsa", "-in", str(key), "-passin", "pass:faq-pass", "-noout", "-modulus"],
                              capture_output=True, check=True, text=True).stdout.strip()
     assert modulus == "Modulus=%X" % loaded.public_key().public_numbers().n
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_asks_once_in_the_master_before_workers_start(tmp_path, pki, enc):
+    """`tlsfront serve` with two workers and an encrypted key: one prompt, then both workers serve."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    port = _free_port()
+    (tmp_path / "logs").mkdir()
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        [server]
+        error_log = "logs/error.log"
+        workers = 2
+        [[vhost]]
+        listen = "127.0.0.1:{port}"
+        server_name = "localhost"
+        backends = ["http://127.0.0.1:{_free_port()}"]
+        tls = {{ certificate = "{pki.server_cert}", key = "{enc[0]}", chain = "{pki.intermediate_cert}" }}
+    """))
+    child = pexpect.spawn(TLSFRONT, ["serve", "-c", str(cfg)], timeout=30)
+    seen = io.BytesIO()
+    child.logfile_read = seen
+    try:
+        child.expect(rf"Server localhost:{port} \(EC\)")
+        child.expect("Enter pass phrase:")
+        child.sendline("hunter2")
+        ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+        deadline = 50
+        status = None
+        while deadline:
+            try:
+                urllib.request.urlopen(f"https://localhost:{port}/", context=ctx, timeout=2)
+                status = 200
+            except urllib.error.HTTPError as exc:
+                status = exc.code  # 502: the backend is down, but TLS worked with the decrypted key
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                deadline -= 1
+                child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.2)
+                continue
+            break
+        assert status == 502
+        assert child.isalive()
+    finally:
+        child.kill(15)
+        child.expect(pexpect.EOF)
+        child.close()
+    assert seen.getvalue().count(b"Enter pass phrase") == 1  # asked once, in the master
