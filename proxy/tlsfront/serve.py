@@ -7,7 +7,9 @@ thus bind and build Contexts once, fork workers, and each worker adopts the
 same fds with its own reactor (importing the reactor before fork() would share
 one epoll instance between the workers).
 
-For now tlsfront runs one process: `server.workers` is read but not acted on.
+`run()` hands over to the master (master.py: `server.workers` processes, SIGHUP reload,
+the shared session cache of docs/sessions.md); each worker (worker.py) runs `Server`.
+`run(..., single_process=True)` keeps the in-process path below.
 
 Signals: SIGTERM/SIGINT stop accepting, let running exchanges finish (up to
 `server.shutdown_grace_seconds`), then exit; SIGUSR1 reopens the log files
