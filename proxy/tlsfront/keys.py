@@ -11,7 +11,7 @@ Pass-phrase dialogs (`passphrase_dialog`, mod_ssl's `SSLPassPhraseDialog`)::
     env:NAME           the value of an environment variable (unattended starts)
 
 Keys are decrypted once, in the master, before workers start (tlsctx.build_contexts).
-Every failure becomes a `KeyError_` naming the key file and the dialog, with a fix.
+Every failure becomes a `KeyProblem` naming the key file and the dialog, with a fix.
 """
 
 from __future__ import annotations
