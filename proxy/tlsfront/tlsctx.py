@@ -3,12 +3,13 @@
 What each Context gets (mod_ssl's directive in brackets):
 
 - certificate(s), key(s) and chain [SSLCertificateFile/KeyFile/ChainFile]; an RSA and an
-  ECDSA pair may sit side by side, OpenSSL picking per handshake by the client's ciphers;
+  ECDSA pair may sit side by side, OpenSSL picking per handshake by the client's ciphers,
+  each sent with its own intermediates in issuing order;
 - protocol range [SSLProtocol]: TLS 1.2 minimum unless `insecure_legacy_protocols`,
   which also appends `@SECLEVEL=0` (OpenSSL 3+ refuses TLS 1.0/1.1 at higher levels);
 - ciphers [SSLCipherSuite], TLS 1.3 ciphersuites, groups, server order [SSLHonorCipherOrder];
-- no compression (CRIME) and no client-initiated renegotiation (OP_NO_RENEGOTIATION,
-  the CVE-2009-3555 / DoS lesson; mod_ssl has refused it since 2.2.15);
+- no compression (CRIME) and no client-initiated renegotiation (OP_NO_RENEGOTIATION:
+  the CVE-2009-3555 lesson, and a CPU cost a client could impose at will);
 - a server session cache [SSLSessionCache], a session-ID context, the session timeout
   [SSLSessionCacheTimeout], tickets on/off [SSLSessionTickets]; "off" means no cache and
   no tickets, so nothing resumes;
