@@ -250,15 +250,22 @@ def cipher_list(spec: str, *, ciphersuites: str | None = None, legacy: bool = Fa
     codes = _client_hello_ciphers(hello)
     out = []
     for code in codes:
+        if code in _SIGNALLING:
+            continue
         cipher = lib.SSL_CIPHER_find(conn._ssl, bytes([code >> 8, code & 0xFF]))
         if cipher == ffi.NULL:
-            continue  # signalling values (TLS_EMPTY_RENEGOTIATION_INFO_SCSV)
+            continue
         out.append(CipherInfo(
             code, ffi.string(lib.SSL_CIPHER_get_name(cipher)).decode(),
             ffi.string(lib.SSL_CIPHER_get_version(cipher)).decode(),
             int(lib.SSL_CIPHER_get_bits(cipher, ffi.NULL)),
         ))
     return out
+
+
+# Signalling cipher suite values, not ciphers: TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746),
+# TLS_FALLBACK_SCSV (RFC 7507). OpenSSL 4 knows the first by name; `openssl ciphers` omits both.
+_SIGNALLING = frozenset({0x00FF, 0x5600})
 
 
 def _client_hello_ciphers(record: bytes) -> list[int]:

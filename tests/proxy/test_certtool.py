@@ -243,6 +243,15 @@ def test_ciphers_lists_what_openssl_ciphers_lists(capsys):
     assert ours == theirs and len(ours) >= 9
 
 
+def test_ciphers_legacy_lists_tls10_ciphers_without_signalling_values(capsys):
+    spec = "ECDHE+AES:!AESGCM:!AESCCM"
+    status, out, _ = cert(capsys, "ciphers", "-v", "--legacy", spec)
+    assert status == 0 and "SCSV" not in out
+    ours = [line.split()[0] for line in out.splitlines()]
+    theirs = [line.split()[0] for line in ossl("ciphers", "-V", spec + ":@SECLEVEL=0").splitlines()]
+    assert ours == theirs and "0xC0,0x13" in ours  # ECDHE-RSA-AES128-SHA, a TLS 1.0 cipher
+
+
 def test_ciphers_spec_selecting_nothing(capsys):
     status, _, err = cert(capsys, "ciphers", "RC4:!RC4")
     assert status == 1 and "selects no cipher" in err and "'RC4:!RC4'" in err
