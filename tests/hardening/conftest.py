@@ -7,9 +7,13 @@ goes on sys.path here.
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import sys
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +92,27 @@ def start_front(tmp_path_factory, pki, name: str, backend_port: int, **sections)
     port, admin_port = free_ports(2)
     cfg = write_config(d, pki, port, admin_port, backend_port, **sections)
     proc = start_proxy(d, cfg, [("127.0.0.1", port), ("127.0.0.1", admin_port)], name=name)
+    wait_ready(admin_port, proc)
     return Front(port, admin_port, proc, d, pki.ca_cert)
+
+
+def wait_ready(admin_port: int, proc: Proc, timeout: float = 20.0) -> None:
+    """Until every worker runs (the master binds before forking: a listening port alone
+    does not mean a worker accepts yet, and connections would wait in the backlog)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=2) as r:
+                state = json.loads(r.read())
+            workers = state.get("workers", {})
+            if state.get("ready") and workers.get("ready", 0) >= workers.get("configured", 1):
+                return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited:\n{proc.output()}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{proc.name} not ready after {timeout}s:\n{proc.output()}")
 
 
 @pytest.fixture(scope="module")
