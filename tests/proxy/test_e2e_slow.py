@@ -25,8 +25,8 @@ workers = 1
 error_log = "{tmp_path}/error.log"
 log_level = "info"
 [timeouts]
-client_handshake_seconds = 2
-client_header_seconds = 2
+client_handshake_seconds = 3
+client_header_seconds = 3
 [[vhost]]
 listen = "127.0.0.1:{p_port}"
 tls = {{ certificate = "{pki.server_cert}", key = "{pki.server_key}", chain = "{pki.intermediate_cert}" }}
@@ -54,8 +54,11 @@ backends = ["http://127.0.0.1:{b_port}"]
             assert read_response(s)[0] == 200
         assert time.monotonic() - t1 < 1.0
         for s in slow:  # one more byte each: does not reset the head deadline
-            s.sendall(b"a")
-        time.sleep(max(0.0, t0 + 3.0 - time.monotonic()))
+            try:
+                s.sendall(b"a")
+            except OSError:
+                pass  # on a loaded machine the first ones may already be past their deadline
+        time.sleep(max(0.0, t0 + 4.0 - time.monotonic()))
         # Every slow client got 408 and a close; every stalled one a close.
         for s in slow:
             s.settimeout(3)
