@@ -392,6 +392,36 @@ class _VHostBuild:
             except (OSError, ValueError) as exc:
                 self.error("crl_file", f"cannot load the CRL {client.crl_file}: {exc}",
                            f"check it with `openssl crl -noout -text -in {client.crl_file}`")
+                return
+            self._check_crls(crls, client.crl_file, client.ca_file)
+
+    def _check_crls(self, crls: list[x509.CertificateRevocationList], path: Path, ca_file: Path | None) -> None:
+        """Warnings for CRLs that would fail every client certificate ("CRL has expired",
+        "unable to get certificate CRL"): better said at start-up than per handshake."""
+        import datetime as dt
+
+        now = dt.datetime.now(dt.timezone.utc)
+        cas: list[x509.Certificate] = []
+        if ca_file is not None:
+            try:
+                cas = keys.load_certificates(ca_file, "CA certificate file")
+            except keys.KeyProblem:
+                cas = []
+        for crl in crls:
+            issuer = crl.issuer.rfc4514_string()
+            if crl.next_update_utc is not None and crl.next_update_utc < now:
+                self.c.warn(self.where("crl_file"),
+                            f"the CRL of {issuer} in {path} expired on {crl.next_update_utc:%Y-%m-%d %H:%M} UTC: "
+                            "every client certificate it covers will fail with 'CRL has expired'",
+                            "fetch a fresh CRL from the CA (and reload)")
+        if cas:
+            covered = {crl.issuer for crl in crls}
+            for ca in cas:
+                if ca.subject not in covered:
+                    self.c.warn(self.where("crl_file"),
+                                f"{path} has no CRL of {ca.subject.rfc4514_string()}: its client certificates "
+                                "will fail with 'unable to get certificate CRL'",
+                                "add that CA's CRL to crl_file")
 
 
 def _issuer_path(leaf: x509.Certificate, pool: list[x509.Certificate]) -> list[x509.Certificate]:

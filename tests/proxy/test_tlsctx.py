@@ -662,3 +662,21 @@ def test_rsa_and_ecdsa_each_sent_with_their_own_intermediate(tmp_path, pki, serv
         assert f"s:CN = {issuer}" in text and "Verify return code: 0 (ok)" in text
     # one file holding both intermediates, each in order for its certificate: nothing to warn about
     assert warnings == []
+
+
+def test_crl_warnings_expired_and_missing_issuer(tmp_path, pki):
+    ca_key = serialization.load_pem_private_key((pki.dir / "client-ca.key").read_bytes(), None)
+    now = dt.datetime.now(dt.timezone.utc)
+    stale = (x509.CertificateRevocationListBuilder().issuer_name(
+        x509.load_pem_x509_certificate(pki.client_ca_cert.read_bytes()).subject)
+        .last_update(now - dt.timedelta(days=10)).next_update(now - dt.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256()))
+    crl = tmp_path / "stale.crl"
+    crl.write_bytes(stale.public_bytes(serialization.Encoding.PEM))
+    both = tmp_path / "cas.pem"
+    both.write_bytes(pki.client_ca_cert.read_bytes() + pki.ca_cert.read_bytes())
+    block = base_tls(pki, verify_client='"require"', ca_certificate_file=f'"{both}"', crl_file=f'"{crl}"')
+    _, warnings = tlsctx.build_contexts_with_warnings(config.load(make_config(tmp_path, block)))
+    assert len(warnings) == 2
+    assert "expired on" in warnings[0] and "CRL has expired" in warnings[0]
+    assert "no CRL of CN=tlsfront test root CA" in warnings[1]
