@@ -419,9 +419,10 @@ class _VHostBuild:
             for ca in cas:
                 if ca.subject not in covered:
                     self.c.warn(self.where("crl_file"),
-                                f"{path} has no CRL of {ca.subject.rfc4514_string()}: its client certificates "
-                                "will fail with 'unable to get certificate CRL'",
-                                "add that CA's CRL to crl_file")
+                                f"{path} has no CRL of {ca.subject.rfc4514_string()}: client certificates "
+                                "it issues directly will fail with 'unable to get certificate CRL' "
+                                "(the CRL of the issuer of each client certificate is checked)",
+                                "add that CA's CRL to crl_file (not needed if it issues only CA certificates)")
 
 
 def _issuer_path(leaf: x509.Certificate, pool: list[x509.Certificate]) -> list[x509.Certificate]:
