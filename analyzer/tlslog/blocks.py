@@ -39,6 +39,12 @@ class BlockReader:
         self.first_long_line_offset: int | None = None
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        for offset, data, end in self.views():
+            yield offset, (data if end == len(data) else data[:end])
+
+    def views(self) -> Iterator[tuple[int, bytes, int]]:
+        """Like iteration, but yield ``(offset, data, end)`` with the block being ``data[:end]``: the partial line
+        after ``end`` is carried without copying the block (the scan's functions all take an end bound)."""
         pending: list[bytes] = []
         pending_len = 0
         offset = self.base  # offset of pending[0][0]
@@ -64,7 +70,7 @@ class BlockReader:
             data = b"".join(pending) if len(pending) > 1 else pending[0]
             cut = data.rfind(b"\n") + 1
             if cut:
-                yield offset, data[:cut]
+                yield offset, data, cut
                 offset += cut
                 rest = data[cut:]
             else:
@@ -80,4 +86,5 @@ class BlockReader:
         if skipping:  # the input ended inside an over-long line: it still was a line
             self.long_lines += 1
         elif pending:
-            yield offset, b"".join(pending)
+            data = b"".join(pending)
+            yield offset, data, len(data)

@@ -53,31 +53,20 @@ class Format:
     detect: re.Pattern[bytes]  # matches at the start of a line of this format
     candidates: tuple[re.Pattern[bytes], ...]  # each run over the whole block; a line hit by any is a candidate
     decode: Callable[[bytes, int, Ctx], Record | None] | None
-    understood: Callable[[bytes], int]
-    block_stats: Callable[[bytes, Ctx], int] | None = None
+    understood: Callable[[bytes, int, int], int]  # (block, end, lines in block[:end]) -> lines understood
+    block_stats: Callable[[bytes, Ctx, int], int] | None = None  # (block, ctx, end) -> lines understood
     description: str = ""
 
 
-def _count_line_starts(*prefixes: bytes) -> Callable[[bytes], int]:
-    """Lines starting with one of ``prefixes``, counted with ``bytes.count`` (C speed). Blocks start at a line
-    start, so the first line is checked apart."""
-
-    needles = tuple(b"\n" + p for p in prefixes)
-
-    def count(block: bytes) -> int:
-        n = sum(block.count(nd) for nd in needles)
-        if block.startswith(prefixes):
-            n += 1
-        return n
+def _count_regex(pattern: re.Pattern[bytes]) -> Callable[[bytes, int, int], int]:
+    def count(block: bytes, end: int, lines: int) -> int:
+        return sum(1 for _ in pattern.finditer(block, 0, end))
 
     return count
 
 
-def _count_regex(pattern: re.Pattern[bytes]) -> Callable[[bytes], int]:
-    def count(block: bytes) -> int:
-        return sum(1 for _ in pattern.finditer(block))
-
-    return count
+def _none_understood(block: bytes, end: int, lines: int) -> int:
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -121,7 +110,19 @@ AH_CANDIDATE_IDS = (
     "00023", "00024", "01874", "00804", "02026",  # mutex, session cache
     "00957", "00959", "01114", "00940", "01102", "00898",  # mod_proxy
 )
-_AP_CANDIDATES_IDS = re.compile(rb"AH(?:" + b"|".join(i.encode() for i in AH_CANDIDATE_IDS) + rb"): ")
+def _trie(words: list[str]) -> str:
+    """A regex matching exactly ``words``, factored by common prefixes (CPython's re tries alternatives one by one,
+    so ``0(?:1(?:...)|2...)`` beats a flat 30-way alternation)."""
+    if words == [""]:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for w in sorted(set(words)):
+        groups.setdefault(w[:1], []).append(w[1:])
+    parts = [re.escape(c) + _trie(rest) if c else "" for c, rest in groups.items()]
+    return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+
+
+_AP_CANDIDATES_IDS = re.compile(("AH" + _trie(list(AH_CANDIDATE_IDS)) + ": ").encode())
 _AP_CANDIDATES_LIBERR = re.compile(rb"SSL Library Error")
 _TLSF_CANDIDATES = re.compile(rb"TLSF0[123]\d\d: ")
 
@@ -299,7 +300,17 @@ _AP_HEAD = re.compile(
     rb"\[([^\]]{19,40})\] \[(?:[\w-]*:)?[a-z]+\d?\] (?:\[pid (\d+)(?::tid (\d+))?\] )?(?:[\w.-]+\.c\(\d+\): )?"
     rb"(?:\((-?\d+)\)([^:\[]*): )?(?:\[(?:client|remote) [^\]]*\] )*")
 _AH_RULES_B = {k.encode(): v for k, v in AH_RULES.items()}
-_LIBERR = b"SSL Library Error"
+_LIBERR_MSG = b"] SSL Library Error"
+
+
+def _ap_key(line: bytes, limit: int) -> bytes:
+    """The joining key of a line: its ``pid N:tid N`` field (b"" when the layout has none, as 2.0/2.2)."""
+    i = line.find(b"[pid ", 0, limit)
+    if i < 0:
+        return b""
+    return line[i + 5:line.find(b"]", i, limit)]
+
+
 _REASON_CACHE_MAX = 4096
 
 
@@ -331,12 +342,9 @@ def _ap_vhost(body: bytes) -> str | None:
 
 def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
     """A candidate line of an Apache-format error log -> Record (or None: not about TLS or proxying)."""
-    m = _AP_HEAD.match(line)
-    if m is None:
-        return None
-    msg = line[m.end():]
-    key = (m.group(2), m.group(3))
-    if msg.startswith(_LIBERR):  # the most frequent candidate: mod_ssl's continuation line
+    k = line.find(_LIBERR_MSG)
+    if k > 0 and line[:1] == b"[":  # the most frequent candidate, mod_ssl's continuation line: no regex needed
+        msg = line[k + 2:]
         hit = ctx.reasons.get(msg)
         if hit is None:
             category = classify_openssl(msg.decode("utf-8", "replace"))[0] or "other_tls_error"
@@ -344,7 +352,12 @@ def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
             if len(ctx.reasons) < _REASON_CACHE_MAX:
                 ctx.reasons[msg] = hit
         # written in the same instant as its head: no time needed to join it
-        return Record(CONT, hit[0], hit[1], key, None, None, pos, line, "cont")
+        return Record(CONT, hit[0], hit[1], _ap_key(line, k + 1), None, None, pos, line, "cont")
+    m = _AP_HEAD.match(line)
+    if m is None:
+        return None
+    msg = line[m.end():]
+    key = _ap_key(line, m.end())
     rule: Rule | None = None
     if msg[7:9] == b": " and msg.startswith(b"AH"):
         rule = _AH_RULES_B.get(msg[:7])
@@ -394,10 +407,9 @@ def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
 _AP_NOT_UNDERSTOOD = re.compile(rb"\n(?!\[|AH\d{5}: )")
 
 
-def _count_apache_understood(block: bytes) -> int:
-    lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    bad = sum(1 for _ in _AP_NOT_UNDERSTOOD.finditer(block, 0, len(block) - 1))
-    if block and not (block.startswith(b"[") or _AP_BARE.match(block)):
+def _count_apache_understood(block: bytes, end: int, lines: int) -> int:
+    bad = sum(1 for _ in _AP_NOT_UNDERSTOOD.finditer(block, 0, end - 1))
+    if end and not (block.startswith(b"[") or _AP_BARE.match(block)):
         bad += 1
     return lines - bad
 
@@ -606,7 +618,7 @@ def decode_haproxy(line: bytes, pos: int, ctx: Ctx) -> Record | None:
 HAPROXY = Format(
     "haproxy", "haproxy",
     re.compile(rb"(?:<\d+>)?(?:[^\n]*?haproxy\[\d+\]: )?\S+:\d+ \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d(?:\.\d+)?\] "),
-    (re.compile(rb"[^\n]+"),), decode_haproxy, lambda block: 0,
+    (re.compile(rb"[^\n]+"),), decode_haproxy, _none_understood,
     description="HAProxy httplog and TLS connection-error lines (raw or syslog)",
 )
 
@@ -619,8 +631,8 @@ HAPROXY = Format(
 _ACC_STATUS = re.compile(rb'\] "[^"\n]*" ([1-5])\d\d ')
 
 
-def _access_stats(block: bytes, ctx: Ctx) -> int:
-    classes = _ACC_STATUS.findall(block)
+def _access_stats(block: bytes, ctx: Ctx, end: int | None = None) -> int:
+    classes = _ACC_STATUS.findall(block, 0, len(block) if end is None else end)
     for digit, n in Counter(classes).items():
         ctx.status[digit.decode() + "xx"] += n
     return len(classes)
@@ -629,7 +641,7 @@ def _access_stats(block: bytes, ctx: Ctx) -> int:
 ACCESS = Format(
     "access", "access",
     re.compile(rb'(?:\S+ )?\S+ \S+ \S+ \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "'),
-    (), None, lambda block: 0, _access_stats,
+    (), None, _none_understood, _access_stats,
     description="access log: common, combined, vhost_combined (Apache, nginx, tlsfront)",
 )
 
@@ -639,9 +651,9 @@ _SSLREQ = re.compile(
     rb"(?P<proto>TLSv1(?:\.[0-3])?|SSLv[23]|DTLSv1(?:\.2)?|-) (?P<cipher>\S+) \"")
 
 
-def _sslreq_stats(block: bytes, ctx: Ctx) -> int:
+def _sslreq_stats(block: bytes, ctx: Ctx, end: int | None = None) -> int:
     n = 0
-    for (vhost, proto, cipher), k in Counter(_SSLREQ.findall(block)).items():
+    for (vhost, proto, cipher), k in Counter(_SSLREQ.findall(block, 0, len(block) if end is None else end)).items():
         v = vhost.decode("utf-8", "replace") if vhost else "-"
         ctx.protocols[(v, proto.decode())] += k
         ctx.ciphers[(v, cipher.decode("utf-8", "replace"))] += k
@@ -652,7 +664,7 @@ def _sslreq_stats(block: bytes, ctx: Ctx) -> int:
 SSL_REQUEST = Format(
     "ssl_request", "ssl_request",
     re.compile(rb"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] \S+ (?:\S+ )?(?:TLSv1(?:\.[0-3])?|SSLv[23]|-) "),
-    (), None, lambda block: 0, _sslreq_stats,
+    (), None, _none_understood, _sslreq_stats,
     description="ssl_request_log (mod_ssl's %t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x \"%r\" %b; tlsfront's)",
 )
 

@@ -64,20 +64,22 @@ def _emitter(store: Store, files: dict[int, tuple[FileStats, str]]) -> Callable[
     return emit
 
 
-def candidate_lines(block: bytes, patterns: tuple) -> list[tuple[int, int]]:
-    """(start, end) of every line of ``block`` hit by one of ``patterns``, in order, each line once."""
+def candidate_lines(block: bytes, patterns: tuple, end: int | None = None) -> list[tuple[int, int]]:
+    """(start, end) of every line of ``block[:end]`` hit by one of ``patterns``, in order, each line once."""
+    if end is None:
+        end = len(block)
     rfind, find = block.rfind, block.find
     out: list[tuple[int, int]] = []
     append = out.append
     for pattern in patterns:
         last_end = -1
-        for m in pattern.finditer(block):
+        for m in pattern.finditer(block, 0, end):
             s = rfind(b"\n", 0, m.start()) + 1
             if s <= last_end:
                 continue
-            e = find(b"\n", m.end())
+            e = find(b"\n", m.end(), end)
             if e < 0:
-                e = len(block)
+                e = end
             last_end = e
             append((s, e))
     if len(patterns) > 1:
@@ -110,20 +112,20 @@ def process_chunks(
     candidates = fmt.candidates if fmt is not None else ()
     decoder_failed = False
     index = stats.index
-    for offset, block in reader:
-        stats.bytes_read += len(block)
-        n = block.count(b"\n")
-        if not block.endswith(b"\n"):
+    for offset, block, end in reader.views():
+        stats.bytes_read += end
+        n = block.count(b"\n", 0, end)
+        if end and block[end - 1] != 10:  # the last line of the input, without its newline
             n += 1
         lines += n
         if fmt is None:
             continue
-        understood += fmt.understood(block)
+        understood += fmt.understood(block, end, n)
         if fmt.block_stats is not None:
-            understood += fmt.block_stats(block, ctx)
+            understood += fmt.block_stats(block, ctx, end)
         if not candidates or decode is None:
             continue
-        for s, e in candidate_lines(block, candidates):
+        for s, e in candidate_lines(block, candidates, end):
             try:
                 rec = decode(block[s:e], offset + s, ctx)
             except Exception as exc:  # a decoder bug must not end the scan; report it once per file

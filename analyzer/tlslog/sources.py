@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover
     zstandard = None
 
 RAW_CHUNK = 1 << 20
+PLAIN_CHUNK = 4 << 20
 Warn = Callable[[str], None]
 
 MAGIC = (
@@ -145,8 +146,10 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def decoded_chunks(f: BinaryIO, warn: Warn, *, chunk: int = RAW_CHUNK) -> Iterator[bytes]:
-    """Read ``f`` to the end, decompressing if its first bytes say so. Never raises; problems go to ``warn``."""
+def decoded_chunks(f: BinaryIO, warn: Warn, *, chunk: int = RAW_CHUNK, plain_chunk: int = PLAIN_CHUNK
+                   ) -> Iterator[bytes]:
+    """Read ``f`` to the end, decompressing if its first bytes say so. Never raises; problems go to ``warn``.
+    Uncompressed data is read ``plain_chunk`` bytes at a time (one block per read: no joining)."""
     try:
         first = f.read(chunk)
     except OSError as exc:
@@ -158,7 +161,7 @@ def decoded_chunks(f: BinaryIO, warn: Warn, *, chunk: int = RAW_CHUNK) -> Iterat
         try:
             while data:
                 yield data
-                data = f.read(chunk)
+                data = f.read(plain_chunk)
         except OSError as exc:
             warn(f"read error: {_describe(exc)}; the rest of the file was skipped")
         return

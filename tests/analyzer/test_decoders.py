@@ -149,7 +149,7 @@ def test_decode_table(fmt: str, line: str, role, category):
 
 def test_apache_timestamp_and_key():
     rec = decoders.FORMATS["apache_error"].decode(CASES[0][1].encode(), 7, _ctx())
-    assert rec.key == (b"1234", b"140234") and rec.vhost == "a:443" and rec.pos == 7
+    assert rec.key == b"1234:tid 140234" and rec.vhost == "a:443" and rec.pos == 7
     assert rec.time == pytest.approx(1795776652.123456)  # 2026-11-27 10:50:52.123456 UTC
 
 
@@ -180,11 +180,11 @@ def test_access_and_ssl_request_stats():
     block = (b'127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326 "-" "x"\n'
              b'127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET /nope HTTP/1.0" 404 20 "-" "x"\n'
              b'127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 502 0 "-" "x"\n')
-    assert decoders.ACCESS.block_stats(block, ctx) == 3
+    assert decoders.ACCESS.block_stats(block, ctx, len(block)) == 3
     assert dict(ctx.status) == {"2xx": 1, "4xx": 1, "5xx": 1}
     block = (b'[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1.3 TLS_AES_128_GCM_SHA256 "GET / HTTP/1.1" 512 0.001 new\n'
              b'[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1 ECDHE-RSA-AES128-SHA "GET / HTTP/1.1" - 0.002 reused\n')
-    assert decoders.SSL_REQUEST.block_stats(block, ctx) == 2
+    assert decoders.SSL_REQUEST.block_stats(block, ctx, len(block)) == 2
     assert ctx.protocols == {("-", "TLSv1.3"): 1, ("-", "TLSv1"): 1}
 
 
@@ -200,6 +200,7 @@ def test_decoders_never_raise(fmt: str, data: bytes):
             # and the same with a valid prefix, so the deeper grammar is exercised too
             f.decode(AP24.encode() + line, 0, ctx)
             f.decode(NG.encode() + line, 0, ctx)
-    f.understood(data)
+    understood = f.understood(data, len(data), data.count(b"\n") + (not data.endswith(b"\n")))
+    assert isinstance(understood, int)
     if f.block_stats is not None:
-        f.block_stats(data, ctx)
+        f.block_stats(data, ctx, len(data))
