@@ -121,6 +121,7 @@ class Tracked:
     detected: bool = False
     at_path: bool = True  # False: renamed away or deleted, being drained
     last_data: float = 0.0
+    ctx: Ctx | None = None  # the decoders' context (its caches live as long as the file)
 
     @property
     def source(self) -> str:
@@ -159,6 +160,7 @@ class Follower:
         self.closed: dict[Key, _Closed] = {}
         self.copies: set[Key] = set()  # copies of files we read (copytruncate), never read themselves
         self._sources: dict[int, str] = {}  # file index -> source, for events whose first line was in that file
+        self._gone: dict[str, Tracked] = {}  # names whose file vanished, and that file
         self._resume: dict[Key, FileEntry] = {}
         self._failed: dict[str, str] = {}
         self._next_index = 0
@@ -194,6 +196,7 @@ class Follower:
             t = self.by_path.pop(path)
             if t.path == path:
                 t.at_path = False
+            self._gone[path] = t  # another file appearing under this name later is a rotation (rename, create)
         for path, st in present.items():
             if not stat_mod.S_ISREG(st.st_mode):
                 continue
@@ -201,12 +204,13 @@ class Follower:
             if key in self.copies:
                 continue
             t = self.files.get(key)
-            cur = self.by_path.get(path)
+            cur = self.by_path.get(path) or self._gone.pop(path, None)
             if cur is not None and cur.key != key:
-                # the name now holds another file: rename-and-create rotation (or delete and create).
+                # the name now holds another file: rename-and-create rotation (or delete and create), seen at
+                # once or after a poll that found no file under the name.
                 # Read the old one to its current end first, so that its lines come before the new file's.
-                self.by_path.pop(path)
-                if cur.path == path:
+                self.by_path.pop(path, None)
+                if cur.path == path and self.files.get(cur.key) is cur:
                     cur.at_path = False
                     try:
                         got += self._read(cur, os.fstat(cur.fd).st_size, now)
@@ -258,7 +262,7 @@ class Follower:
                 keys = [] if id(t.stream) in saved else joiner_keys_to_json(t.stream.joiner.keys)
                 saved.add(id(t.stream))
                 files.append(FileEntry(t.key[0], t.key[1], t.path, t.offset, t.fp_len, t.fp,
-                                       t.fmt.name if t.fmt is not None else None, keys))
+                                       t.fmt.name if t.fmt is not None else None, keys, draining=not t.at_path))
             files += [FileEntry(k[0], k[1], c.path, c.offset, c.fp_len, c.fp, closed=True)
                       for k, c in self.closed.items()]
             # a copy of the counters: the caller writes them out after the lock is released
@@ -378,7 +382,8 @@ class Follower:
             t = self._new(path, key, fd, now)
             self._restore(t, fe)
             t.at_path = False
-            self.rotations["rename"] += 1
+            if not fe.draining:  # it was the file under its name: the rotation happened while we were stopped
+                self.rotations["rename"] += 1
         self._resume.clear()
 
     @staticmethod
@@ -478,12 +483,16 @@ class Follower:
             self._detect(t, block)
             self._sources[t.index] = t.source
         stats = FileStats(t.index, t.path, t.fmt.name if t.fmt else "unknown")
-        ctx = Ctx(t.clock, t.index)
+        if t.ctx is None:
+            t.ctx = Ctx(t.clock, t.index)
+        ctx = t.ctx
         warned: list[str] = []
         with self.lock:
             process_chunks([block], t.fmt, stats, self.store, t.stream.joiner, ctx, base=base,
                            warn=warned.append)
             _finish_ctx(ctx, self.store, stats, t.source)
+        for counter in (ctx.status, ctx.protocols, ctx.ciphers):  # added to the store: start again from zero
+            counter.clear()
         for w in warned:
             self._warn(t.path, w)
 

@@ -16,7 +16,8 @@ Grammar (JSON, version 1)::
 
     {"version": 1, "saved_at": 1795000000.0,
      "files": [{"dev": 2049, "ino": 1234, "path": "/var/log/apache2/error.log", "offset": 123456,
-                "fp_len": 256, "fp": "<sha256 hex>", "format": "apache_error", "joiner": [...], "closed": false}],
+                "fp_len": 256, "fp": "<sha256 hex>", "format": "apache_error", "joiner": [...], "closed": false,
+                "draining": false}],
      "store": {...}, "counters": {"rotations": {"rename": 3}, "read_errors": 0}}
 
 Example::
@@ -102,23 +103,35 @@ def store_from_json(obj: dict[str, Any]) -> Store:
     return s
 
 
-def _key_out(key: Any) -> Any:
-    return list(key) if isinstance(key, tuple) else key
+def _key_out(v: Any) -> Any:
+    """A joining key (or detail) as JSON: the decoders use str, bytes, tuples of them, or None."""
+    if isinstance(v, tuple):
+        return {"t": [_key_out(x) for x in v]}
+    if isinstance(v, bytes):
+        return {"b": v.decode("latin-1")}
+    return v
 
 
-def _key_in(key: Any) -> Any:
-    return tuple(key) if isinstance(key, list) else key
+def _key_in(v: Any) -> Any:
+    if isinstance(v, dict):
+        if "t" in v:
+            return tuple(_key_in(x) for x in v["t"])
+        return str(v["b"]).encode("latin-1")
+    if isinstance(v, list):  # written by an earlier version
+        return tuple(v)
+    return v
 
 
 def record_to_json(r: Record) -> list[Any]:
     # the line is kept as latin-1 text: a lossless bytes<->str mapping that JSON can carry
     return [r.role, r.category, r.strong, _key_out(r.key), r.time, r.vhost, r.pos, r.line.decode("latin-1"), r.kind,
-            r.detail]
+            _key_out(r.detail)]
 
 
 def record_from_json(v: list[Any]) -> Record:
     role, category, strong, key, time, vhost, pos, line, kind, detail = v
-    return Record(role, category, strong, _key_in(key), time, vhost, pos, line.encode("latin-1"), kind, detail)
+    return Record(role, category, strong, _key_in(key), time, vhost, pos, line.encode("latin-1"), kind,
+                  _key_in(detail))
 
 
 def _group_to_json(g: Group | None) -> dict[str, Any] | None:
@@ -173,15 +186,19 @@ class FileEntry:
     joiner: list[list[Any]] | None = None
     #: read to its end and let go (a rotated file): kept so that it is not read again if a glob matches it
     closed: bool = False
+    #: no longer under a followed name (rotated away or deleted), still being read to its end
+    draining: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"dev": self.dev, "ino": self.ino, "path": self.path, "offset": self.offset, "fp_len": self.fp_len,
-                "fp": self.fp, "format": self.format, "joiner": self.joiner or [], "closed": self.closed}
+                "fp": self.fp, "format": self.format, "joiner": self.joiner or [], "closed": self.closed,
+                "draining": self.draining}
 
     @classmethod
     def from_json(cls, v: dict[str, Any]) -> "FileEntry":
         return cls(int(v["dev"]), int(v["ino"]), str(v["path"]), int(v["offset"]), int(v["fp_len"]), str(v["fp"]),
-                   v.get("format"), v.get("joiner") or [], bool(v.get("closed", False)))
+                   v.get("format"), v.get("joiner") or [], bool(v.get("closed", False)),
+                   bool(v.get("draining", False)))
 
 
 @dataclass

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,8 +16,8 @@ from typing import Callable, TypeVar
 import pytest
 
 T = TypeVar("T")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TLSLOG = os.path.join(ROOT, ".venv", "bin", "tlslog")
+#: the tlslog command of the interpreter running the tests (the venv's, with the package installed editable)
+TLSLOG = [sys.executable, "-m", "tlslog.cli"]
 
 
 def free_port() -> int:
@@ -66,7 +67,8 @@ class Daemon:
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, **kw)
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 

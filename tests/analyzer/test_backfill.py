@@ -114,7 +114,7 @@ def test_promtool_blocks_and_prometheus_answers_increase_per_day(tmp_path: Path)
     logs.mkdir()
     truth = make_corpus(logs)
     om = tmp_path / "tlslog.om"
-    r = subprocess.run([TLSLOG, "backfill", str(logs), "--out", str(om), "--step", "1m", "--timezone", "UTC"],
+    r = subprocess.run([*TLSLOG, "backfill", str(logs), "--out", str(om), "--step", "1m", "--timezone", "UTC"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert om.read_text().endswith("\n# EOF\n")

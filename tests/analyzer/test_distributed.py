@@ -60,9 +60,9 @@ def test_fsspec_urls_equal_local_paths() -> None:
 
 def test_cli_dask_local_processes_equals_local(tmp_path: Path) -> None:
     files = CORPUS[:4]
-    plain = subprocess.run([TLSLOG, "scan", "--timezone", "UTC", "--format", "json", *files], capture_output=True,
+    plain = subprocess.run([*TLSLOG, "scan", "--timezone", "UTC", "--format", "json", *files], capture_output=True,
                            text=True, check=True)
-    dask = subprocess.run([TLSLOG, "scan", "--timezone", "UTC", "--format", "json", "--dask", "local:2", *files],
+    dask = subprocess.run([*TLSLOG, "scan", "--timezone", "UTC", "--format", "json", "--dask", "local:2", *files],
                           capture_output=True, text=True, timeout=120)
     assert dask.returncode == 0, dask.stderr
     assert json.loads(dask.stdout) == json.loads(plain.stdout)

@@ -67,7 +67,7 @@ def test_follow_families_replace_the_scan_file_counters() -> None:
 
 def test_no_client_address_or_user_agent_in_labels() -> None:
     """Labels come from a fixed set of names; a scan of the whole corpus shows which ones."""
-    out = subprocess.run([TLSLOG, "scan", "--timezone", "UTC", "--format", "prometheus", *CORPUS],
+    out = subprocess.run([*TLSLOG, "scan", "--timezone", "UTC", "--format", "prometheus", *CORPUS],
                          capture_output=True, text=True, check=True).stdout
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -129,7 +129,7 @@ def pushgateway(tmp_path: Path):
 
 def test_scan_push_and_textfile_into_the_real_pushgateway(tmp_path: Path, pushgateway: str) -> None:
     textfile = tmp_path / "tlslog.prom"
-    r = subprocess.run([TLSLOG, "scan", "--timezone", "UTC", "--format", "json", "--textfile", str(textfile),
+    r = subprocess.run([*TLSLOG, "scan", "--timezone", "UTC", "--format", "json", "--textfile", str(textfile),
                         "--push", pushgateway, "--job", "tlslog_test", *CORPUS], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     expected = {k: float(v) for k, v in json.loads(r.stdout)["events"].items()}
@@ -144,7 +144,7 @@ def test_scan_push_and_textfile_into_the_real_pushgateway(tmp_path: Path, pushga
 
 def test_push_to_nothing_is_a_clear_error(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    r = subprocess.run([TLSLOG, "scan", "--format", "json", "--push", url, CORPUS[0]], capture_output=True,
+    r = subprocess.run([*TLSLOG, "scan", "--format", "json", "--push", url, CORPUS[0]], capture_output=True,
                        text=True)
     assert r.returncode == 1
     assert f"tlslog: error: --push {url}: cannot push job 'tlslog': " in r.stderr

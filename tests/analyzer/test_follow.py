@@ -330,3 +330,47 @@ def test_unreadable_file_is_a_read_error_said_once(tmp_path: Path, clock: FakeCl
     monkeypatch.setattr(os, "open", real_open)
     settle(f, clock)
     assert nonzero(f.store.category_totals()) == dict(truth)
+
+
+def test_rename_seen_as_gone_then_created_is_one_rotation(tmp_path: Path, clock: FakeClock) -> None:
+    """A poll may fall between logrotate's rename and its create: the name is empty for a moment."""
+    log = tmp_path / "error.log"
+    lines, truth = corpus(1000)
+    a = group_ends(lines)[500]
+    append(log, lines[:a])
+    f = Follower(FollowOptions([str(log)], tz=TZ), clock=clock)
+    f.poll()
+    os.rename(log, tmp_path / "error.log.1")
+    f.poll()
+    assert f.rotations["rename"] == 0 and f.files_followed == 1  # gone, being drained
+    append(log, lines[a:])
+    settle(f, clock)
+    assert f.rotations["rename"] == 1
+    assert nonzero(f.store.category_totals()) == dict(truth)
+
+
+def test_restart_does_not_count_again_the_rotations_of_files_being_drained(tmp_path: Path,
+                                                                         clock: FakeClock) -> None:
+    log = tmp_path / "error.log"
+    state = tmp_path / "positions.json"
+    lines, truth = corpus(2000)
+    ends = group_ends(lines)
+    cuts = [ends[400], ends[800], ends[1200]]
+    f1 = Follower(FollowOptions([str(log)], tz=TZ), clock=clock)
+    start = 0
+    for n, cut in enumerate(cuts):
+        append(log, lines[start:cut])
+        f1.poll()
+        os.rename(log, tmp_path / f"error.log.{n}")
+        start = cut
+        append(log, [])
+    f1.poll()
+    assert f1.rotations["rename"] == 3 and f1.files_followed == 4  # three old files still draining
+    positions.save(str(state), f1.snapshot())
+    f1.close()
+    f2 = Follower(FollowOptions([str(log)], tz=TZ), clock=clock, snapshot=positions.load(str(state)))
+    append(log, lines[start:])
+    settle(f2, clock)
+    assert f2.rotations["rename"] == 3
+    assert nonzero(f2.store.category_totals()) == dict(truth)
+    assert f2.store.total_lines == 2000

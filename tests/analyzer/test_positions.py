@@ -38,9 +38,9 @@ def test_store_round_trip() -> None:
 
 def test_open_events_round_trip_and_finish_the_same() -> None:
     """A joiner holding an open AH02008 (bytes that are not UTF-8 included) finishes identically after a JSON trip."""
-    head = Record(HEAD, "other_tls_error", False, ("10", "20"), 5.0, "www:443", 100, b"AH02008 \xff\xfe", "conn")
-    cont = Record(CONT, "client_rejected_cert", True, ("10", "20"), None, None, 200, b"SSL Library Error", "cont")
-    solo_prefix = Record(CONT, "no_shared_cipher", True, ("11", None), None, None, 300, b"orphan", "cont")
+    head = Record(HEAD, "other_tls_error", False, (b"10", "20"), 5.0, "www:443", 100, b"AH02008 \xff\xfe", "conn")
+    cont = Record(CONT, "client_rejected_cert", True, (b"10", "20"), None, None, 200, b"SSL Library Error", "cont")
+    solo_prefix = Record(CONT, "no_shared_cipher", True, b"11:12", None, None, 300, b"orphan", "cont", b"d")
     out_a: list = []
     a = Joiner(lambda g: out_a.append((g.category, g.vhost, g.first.line)))
     for r in (head, cont, solo_prefix):
