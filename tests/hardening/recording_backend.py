@@ -221,6 +221,18 @@ class RecordingBackend:
         with self._lock:
             return list(self._received[mark[0]:]), list(self.conns[mark[1]:])
 
+    def conn_with(self, needle: bytes, timeout: float = 5.0) -> Conn:
+        """The connection (new or pooled) whose received bytes contain `needle`, once they do."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                for c in self.conns:
+                    if needle in c.raw:
+                        return c
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the backend never received {needle!r}")
+            time.sleep(0.02)
+
     def violations(self) -> list[str]:
         with self._lock:
             return [f"backend conn {c.index}: {c.violation}" for c in self.conns if c.violation]
