@@ -123,7 +123,7 @@ class Site:
     """One vhost as the data path needs it, built once at startup."""
 
     __slots__ = ("vhost", "label", "upstream", "proto", "trusted", "tls_headers", "client_cert",
-                 "host_header", "hsts", "preserve_host")
+                 "host_header", "hsts", "preserve_host", "suffix_redirects")
 
     def __init__(self, vhost: VHost, upstream: Upstream) -> None:
         self.vhost = vhost
@@ -138,10 +138,35 @@ class Site:
         self.tls_headers = vhost.is_tls and vhost.forwarding.tls_headers
         self.client_cert = vhost.forwarding.client_cert_header
         self.preserve_host = vhost.forwarding.preserve_host
+        # The FAQ's ":SSL"/":NOSSL" rewrite trick: (https authority, http authority), set by
+        # listeners.build_sites, which knows the other vhosts of the same name.
+        self.suffix_redirects: tuple[bytes, bytes] | None = None
         default_port = 443 if vhost.is_tls else 80
         port = vhost.listen.port
         self.host_header = (vhost.server_name if port == default_port
                             else f"{vhost.server_name}:{port}").encode("idna")
+
+
+def suffix_redirect(site: Site, target: bytes) -> bytes | None:
+    """The Location for a path ending in `:SSL` (to https) or `:NOSSL` (to http), else None.
+
+    The mod_ssl FAQ's rules, built in::
+
+        RewriteRule ^/(.*):SSL$   https://%{SERVER_NAME}/$1 [R,L]
+        RewriteRule ^/(.*):NOSSL$ http://%{SERVER_NAME}/$1 [R,L]
+
+    >>> s = Site.__new__(Site); s.suffix_redirects = (b"www.example.test:8443", b"www.example.test")
+    >>> suffix_redirect(s, b"/shop/cart:SSL?x=1")
+    b'https://www.example.test:8443/shop/cart?x=1'
+    """
+    path, sep, query = target.partition(b"?")
+    if path.endswith(b":SSL"):
+        scheme, authority, path = b"https://", site.suffix_redirects[0], path[:-4]
+    elif path.endswith(b":NOSSL"):
+        scheme, authority, path = b"http://", site.suffix_redirects[1], path[:-6]
+    else:
+        return None
+    return scheme + authority + (path or b"/") + sep + query
 
 
 def is_trusted(site: Site, ip: str) -> bool:
@@ -464,8 +489,13 @@ class FrontendProtocol(Protocol):
             self.quirks = quirks_rules.for_request(req.headers, self.peer[0], req.target)
         vhost = site.vhost
         if vhost.redirect_to_https:
-            self._redirect(vhost)
+            self._redirect(b"https://" + vhost.redirect_to_https.encode("idna") + req.target)
             return
+        if site.suffix_redirects is not None:
+            location = suffix_redirect(site, req.target)
+            if location is not None:
+                self._redirect(location)
+                return
         if self._tls_headers is None:
             if site.tls_headers and self._facts is not None:
                 self._tls_headers = tlsfacts.headers_for(self._facts, client_cert=site.client_cert)
@@ -487,9 +517,8 @@ class FrontendProtocol(Protocol):
         self._order = site.upstream.order()
         self._next_backend()
 
-    def _redirect(self, vhost: VHost) -> None:
+    def _redirect(self, location: bytes) -> None:
         req = self.req
-        location = b"https://" + vhost.redirect_to_https.encode("idna") + req.target
         extra = [(b"Location", location)]
         body = b"Moved Permanently: " + location + b"\n"
         self._keep = not req.has_body and req.keep_alive and self.quirks.keepalive

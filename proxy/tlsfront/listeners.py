@@ -267,4 +267,21 @@ def _fixed(site: Site):
 
 def build_sites(env: Env, vhosts) -> dict[int, Site]:
     """One Site (with its Upstream) per vhost, keyed by vhost.index."""
-    return {v.index: Site(v, Upstream(env.pool, v.backends, v.label)) for v in vhosts}
+    vhosts = tuple(vhosts)
+    sites = {v.index: Site(v, Upstream(env.pool, v.backends, v.label)) for v in vhosts}
+    for v in vhosts:
+        if v.ssl_nossl_suffix_redirects:
+            sites[v.index].suffix_redirects = (_authority(v, vhosts, tls=True), _authority(v, vhosts, tls=False))
+    return sites
+
+
+def _authority(vhost: VHost, vhosts: tuple[VHost, ...], tls: bool) -> bytes:
+    """host[:port] of the vhost of the same name on the other scheme (or this one's name
+    on the scheme's default port when there is none)."""
+    default = 443 if tls else 80
+    name = vhost.server_name
+    for v in vhosts:
+        if v.is_tls == tls and (v.server_name == name or name in v.server_aliases):
+            port = v.listen.port
+            return (name if port == default else f"{name}:{port}").encode("idna")
+    return name.encode("idna")

@@ -405,3 +405,25 @@ def test_plain_vhost_redirects_to_https(tmp_path):
     t.clear()
     proto.dataReceived(b"POST /form HTTP/1.1\r\nHost: www.example.test\r\nContent-Length: 3\r\n\r\nabc")
     assert b"Location: https://www.example.test:8443/form\r\n" in t.value()
+
+
+def test_ssl_nossl_suffix_redirects(tmp_path):
+    from tlsfront.listeners import build_sites
+    from tlsfront.model import TLSSettings
+    h = Harness(tmp_path)
+    plain = VHost(index=0, server_name="www.example.test", listen=Address("127.0.0.1", 8080), tls=None,
+                  backends=(B1,), ssl_nossl_suffix_redirects=True)
+    tls = VHost(index=1, server_name="www.example.test", listen=Address("127.0.0.1", 8443), tls=TLSSettings(),
+                backends=(B1,), ssl_nossl_suffix_redirects=True)
+    sites = build_sites(h.env, (plain, tls))
+    h.site = sites[0]
+    proto, t = h.client()
+    proto.dataReceived(b"GET /shop/cart:SSL?item=3 HTTP/1.1\r\nHost: www.example.test:8080\r\n\r\n")
+    assert b"Location: https://www.example.test:8443/shop/cart?item=3\r\n" in t.value()
+    t.clear()
+    proto.dataReceived(b"GET /plain/page HTTP/1.1\r\nHost: www.example.test:8080\r\n\r\n")
+    assert len(h.clock.tcpClients) == 1  # no suffix: forwarded as usual
+    h.site = sites[1]
+    proto, t = h.client()
+    proto.dataReceived(b"GET /docs:NOSSL HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
+    assert b"Location: http://www.example.test:8080/docs\r\n" in t.value()
