@@ -94,3 +94,11 @@ def test_tls_fact_headers_and_dn_escaping():
     no_cert = tlsfacts.headers_for(tlsfacts.TLSFacts("TLSv1.2", "X", 256, False, "NONE"), client_cert=True)
     assert [n for n, _ in no_cert] == [b"X-SSL-Protocol", b"X-SSL-Cipher", b"X-SSL-Cipher-Bits",
                                        b"X-SSL-Session-Reused", b"X-SSL-Client-Verify"]
+
+
+@pytest.mark.parametrize("module", ["tlsfront.http1", "tlsfront.headers", "tlsfront.frontend"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
