@@ -35,6 +35,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from . import model, protocols
+from .config_lines import Lines
 from .errors import Collector, explain_os_error
 
 LOG_LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
@@ -52,19 +53,20 @@ _MISSING = object()
 class _Ctx:
     """Where we are: the file, the collector, the directory relative paths resolve against."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, text: str = "") -> None:
         self.path = path
         self.base = path.parent
         self.c = Collector()
+        self.lines = Lines(text)
 
     def where(self, key: str) -> str:
         return f"{self.path}: {key}" if key else str(self.path)
 
     def error(self, key: str, message: str, fix: str = "") -> None:
-        self.c.error(self.where(key), message, fix)
+        self.c.error(self.where(key), message, fix, self.lines.line(key) if key else None)
 
     def warn(self, key: str, message: str, fix: str = "") -> None:
-        self.c.warn(self.where(key), message, fix)
+        self.c.warn(self.where(key), message, fix, self.lines.line(key) if key else None)
 
 
 def _type_name(value: Any) -> str:
@@ -701,7 +703,9 @@ def load_partial(path: str | os.PathLike[str]) -> tuple[model.Config | None, Col
         ctx.error("", message, fix)
         return None, ctx.c
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        ctx.lines = Lines(text)
+        data = tomllib.loads(text)
     except UnicodeDecodeError as exc:
         ctx.error("", f"not UTF-8 text: {exc}", "save the file as UTF-8")
         return None, ctx.c

@@ -35,9 +35,11 @@ class Problem:
     where: str  # "conf/x.toml: vhost[2].tls.key", or a file path, or "command line"
     message: str  # what is wrong, with the offending value quoted
     fix: str = ""  # what to do about it; may be empty when obvious
+    line: int | None = None  # line of the key in the file, when known (config_lines)
 
     def __str__(self) -> str:
-        text = f"{self.where}: {self.message}"
+        where = f"{self.where} (line {self.line})" if self.line else self.where
+        text = f"{where}: {self.message}"
         if self.fix:
             text += f"\n    fix: {self.fix}"
         return text
@@ -71,11 +73,11 @@ class Collector:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
 
-    def error(self, where: str, message: str, fix: str = "") -> None:
-        self.problems.append(Problem(where, message, fix))
+    def error(self, where: str, message: str, fix: str = "", line: int | None = None) -> None:
+        self.problems.append(Problem(where, message, fix, line))
 
-    def warn(self, where: str, message: str, fix: str = "") -> None:
-        self.warnings.append(Problem(where, message, fix))
+    def warn(self, where: str, message: str, fix: str = "", line: int | None = None) -> None:
+        self.warnings.append(Problem(where, message, fix, line))
 
     def extend(self, other: ConfigErrors) -> None:
         self.problems.extend(other.problems)

@@ -160,6 +160,11 @@ class _VHostBuild:
         assert vhost.tls is not None
         self.tls: TLSSettings = vhost.tls
 
+    def line(self, name: str) -> int | None:
+        from .config_lines import line_of
+
+        return line_of(self.config.path, self.where(name).split(": ", 1)[1])
+
     def where(self, name: str) -> str:
         """`tls.X` when the value is inherited unchanged from [tls], else `vhost[i].tls.X`."""
         defaults = self.config.tls_defaults
@@ -171,10 +176,13 @@ class _VHostBuild:
         prefix = "tls" if inherited else f"vhost[{self.vhost.index}].tls"
         return f"{self.config.path}: {prefix}.{name}"
 
+    def _warn(self, name: str, message: str, fix: str = "") -> None:
+        self.c.warn(self.where(name), message, fix, self.line(name))
+
     def error(self, name: str, message: str, fix: str = "") -> None:
         where = self.where(name)
         if not any(p.where == where and p.message == message for p in self.c.problems):
-            self.c.error(where, message, fix)
+            self.c.error(where, message, fix, self.line(name))
 
     def build(self) -> SSL.Context | None:
         before = len(self.c.problems)
@@ -297,7 +305,7 @@ class _VHostBuild:
             else:
                 chain = _issuer_path(leaf, pool)
                 if pool and not chain:
-                    self.c.warn(self.where("chain"),
+                    self._warn("chain",
                                 f"{chain_file} holds no issuer of {pair.cert_file} (issued by "
                                 f"{leaf.issuer.rfc4514_string()}): it goes out without intermediates",
                                 "add that certificate's intermediate CA certificates to the chain file")
@@ -330,11 +338,11 @@ class _VHostBuild:
 
         now = dt.datetime.now(dt.timezone.utc)
         if cert.not_valid_after_utc < now:
-            self.c.warn(self.where(name), f"the certificate {path} expired on "
+            self._warn(name, f"the certificate {path} expired on "
                                           f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; clients will refuse it",
                         "renew it")
         elif cert.not_valid_before_utc > now:
-            self.c.warn(self.where(name), f"the certificate {path} is not valid before "
+            self._warn(name, f"the certificate {path} is not valid before "
                                           f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
                         "check the clock, or wait")
 
@@ -344,7 +352,7 @@ class _VHostBuild:
         expected = leaf.issuer
         for n, cert in enumerate(chain):
             if cert.subject != expected:
-                self.c.warn(self.where(name),
+                self._warn(name,
                             f"{path}: certificate #{n + 1} ({cert.subject.rfc4514_string()}) is not the "
                             f"issuer of the one before it (expected {expected.rfc4514_string()})",
                             "order the chain: the leaf's issuer first, then its issuer, and so on")
@@ -410,7 +418,7 @@ class _VHostBuild:
         for crl in crls:
             issuer = crl.issuer.rfc4514_string()
             if crl.next_update_utc is not None and crl.next_update_utc < now:
-                self.c.warn(self.where("crl_file"),
+                self._warn("crl_file",
                             f"the CRL of {issuer} in {path} expired on {crl.next_update_utc:%Y-%m-%d %H:%M} UTC: "
                             "every client certificate it covers will fail with 'CRL has expired'",
                             "fetch a fresh CRL from the CA (and reload)")
@@ -418,7 +426,7 @@ class _VHostBuild:
             covered = {crl.issuer for crl in crls}
             for ca in cas:
                 if ca.subject not in covered:
-                    self.c.warn(self.where("crl_file"),
+                    self._warn("crl_file",
                                 f"{path} has no CRL of {ca.subject.rfc4514_string()}: client certificates "
                                 "it issues directly will fail with 'unable to get certificate CRL' "
                                 "(the CRL of the issuer of each client certificate is checked)",

@@ -547,3 +547,37 @@ def test_special_files_are_refused_without_blocking(tmp_path, certs):
         """))
     messages = sorted(p.message for p in info.value.problems)
     assert messages == [f"{fifo} is not a regular file", f"{tmp_path / 'pki'} is not a regular file"]
+
+
+def test_problems_carry_the_line_of_the_key(tmp_path, certs, pki):
+    path = write(tmp_path, """
+        [server]
+        workers = -1
+
+        [[vhost]]
+        listen = "127.0.0.1:8443"
+        backends = ["http://127.0.0.1:8081"]
+        tls = { certificate = "pki/server.crt", key = "pki/nope.key" }
+
+        [[vhost]]
+        listen = "127.0.0.2:8443"
+        backends = ["http://127.0.0.1:8081", "ftp://x"]
+        [vhost.tls]
+        certificate = "pki/server.crt"
+        key = "pki/server.key"
+        ciphers = "NOPE"
+    """)
+    with pytest.raises(ConfigErrors) as info:
+        config.load(path)
+    lines = {p.where.split(": ", 1)[1]: p.line for p in info.value.problems}
+    assert lines == {"server.workers": 3, "vhost[0].tls.key": 8, "vhost[1].backends[1]": 12}
+    assert "server.workers (line 3): must be 0 or more" in str(info.value)
+    # tlsctx's problems get lines too (the ciphers of the second vhost)
+    path.write_text(path.read_text().replace("workers = -1", "workers = 1").replace("pki/nope.key", "pki/server.key")
+                    .replace(', "ftp://x"', ""))
+    from tlsfront import tlsctx
+
+    with pytest.raises(ConfigErrors) as info:
+        tlsctx.build_contexts(config.load(path))
+    (p,) = info.value.problems
+    assert p.where.endswith("vhost[1].tls.ciphers") and p.line == 16

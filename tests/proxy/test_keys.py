@@ -173,7 +173,7 @@ def test_builtin_dialog_gives_up_after_three_attempts(tmp_path, pki, enc):
     child.expect(pexpect.EOF)
     child.close()
     text = child.before.decode()
-    assert f"vhost[0].tls.key: wrong pass phrase for the private key {enc[0]}" in text
+    assert f"vhost[0].tls.key (line 8): wrong pass phrase for the private key {enc[0]}" in text
     assert "after 3 attempts" in text and "vhost[1]" not in text
     assert "Traceback" not in text
     assert child.exitstatus == 1
