@@ -353,12 +353,28 @@ def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
                 ctx.reasons[msg] = hit
         # written in the same instant as its head: no time needed to join it
         return Record(CONT, hit[0], hit[1], _ap_key(line, k + 1), None, None, pos, line, "cont")
+    # fast path for Apache 2.4 heads: the message ID is the first " AHnnnnn: " after the time stamp, and most rules
+    # need nothing but the ID, the pid:tid key, the time and the vhost
+    te = line.find(b"] ", 1, 45)
+    c = line.find(b" AH", te) if te > 0 else -1
+    if c > 0 and line[c + 8:c + 10] == b": ":
+        rule = _AH_RULES_B.get(line[c + 1:c + 8])
+        if rule is not None and not rule.verify and not rule.timeout_category and not rule.reasons:
+            body = line[c + 10:]
+            key = _ap_key(line, c + 1)
+            if rule.role == CONT:
+                return Record(CONT, rule.category, rule.strong, key, None, None, pos, line, rule.kind)
+            vhost = _ap_vhost(body)
+            if vhost is None and rule.kind == "startup":
+                vhost = _vhost(body.decode("utf-8", "replace"))
+            return Record(rule.role, rule.category, rule.strong, key, _ap_time(line[1:te], ctx), vhost, pos, line,
+                          rule.kind)
     m = _AP_HEAD.match(line)
     if m is None:
         return None
     msg = line[m.end():]
     key = _ap_key(line, m.end())
-    rule: Rule | None = None
+    rule = None
     if msg[7:9] == b": " and msg.startswith(b"AH"):
         rule = _AH_RULES_B.get(msg[:7])
         body = msg[9:]
