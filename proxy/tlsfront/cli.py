@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from . import __version__
-from .errors import ConfigErrors
+from .errors import ConfigErrors, in_file_order
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,7 +92,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         collector.raise_if_any()
     assert cfg is not None
     warnings = list(cfg.warnings)
-    problems: list[str] = [str(p) for p in collector.problems]
+    found = list(collector.problems)
     # The vhosts that were valid still get their certificates and keys checked, so one run
     # shows every problem (a vhost whose `tls` table had errors was dropped: not checked twice).
     bad = {p.where.split(": ", 1)[-1].split(".", 1)[0] for p in collector.problems}
@@ -101,9 +101,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         contexts, ctx_warnings = tlsctx.build_contexts_with_warnings(replace(cfg, vhosts=checkable))
         warnings += ctx_warnings
     except ConfigErrors as exc:
-        problems += [str(p) for p in exc.problems]
+        found += exc.problems
         warnings += [str(w) for w in exc.warnings]
         contexts = {}
+    problems = [str(p) for p in in_file_order(found)]
     path_errors, path_warnings = config_mod.check_runtime_paths(cfg)
     problems += path_errors
     warnings += path_warnings

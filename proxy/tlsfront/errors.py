@@ -60,10 +60,15 @@ class ConfigErrors(Exception):
     def render(self) -> str:
         n = len(self.problems)
         head = f"{n} problem{'s' if n != 1 else ''} in the configuration:"
-        return head + "\n\n" + "\n\n".join(str(p) for p in self.problems)
+        return head + "\n\n" + "\n\n".join(str(p) for p in in_file_order(self.problems))
 
     def __str__(self) -> str:
         return self.render()
+
+
+def in_file_order(problems: list[Problem]) -> list[Problem]:
+    """Problems with a line first, by line; the others after, in the order found (stable)."""
+    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
 
 
 class Collector:
