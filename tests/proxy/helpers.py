@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -52,6 +53,16 @@ def wait_listening(host: str, port: int, proc: "Proc | None" = None, timeout: fl
                        + (f"; {proc.name} said:\n{proc.output()}" if proc else ""))
 
 
+_LIVE: set["Proc"] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Children a failed fixture set-up never stopped: stop them (by pid) when pytest exits."""
+    for proc in list(_LIVE):
+        proc.stop(timeout=5)
+
+
 class Proc:
     """A child process whose output goes to a file; stopped by its pid only."""
 
@@ -61,6 +72,7 @@ class Proc:
         self._log = open(self.log_path, "wb")
         self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                       env=env or os.environ.copy())
+        _LIVE.add(self)
 
     @property
     def pid(self) -> int:
@@ -79,6 +91,7 @@ class Proc:
         raise KeyError(field)
 
     def stop(self, timeout: float = 10.0) -> int:
+        _LIVE.discard(self)
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
             try:
@@ -97,15 +110,23 @@ def start_backend(log_dir: Path, port: int, host: str = "127.0.0.1", name: str |
     if record is not None:
         argv.append(str(record))
     proc = Proc(name or f"backend-{port}", argv, log_dir)
-    wait_listening(host, port, proc)
+    try:
+        wait_listening(host, port, proc)
+    except Exception:
+        proc.stop()
+        raise
     return proc
 
 
 def start_proxy(log_dir: Path, config_path: Path, wait_for: list[tuple[str, int]],
                 name: str = "tlsfront") -> Proc:
     proc = Proc(name, [TLSFRONT, "serve", "-c", str(config_path)], log_dir)
-    for host, port in wait_for:
-        wait_listening(host, port, proc)
+    try:
+        for host, port in wait_for:
+            wait_listening(host, port, proc)
+    except Exception:
+        proc.stop()
+        raise
     return proc
 
 
