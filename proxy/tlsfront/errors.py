@@ -134,8 +134,9 @@ def explain_os_error(path: Path | str, exc: OSError, *, purpose: str = "open") -
     if exc.errno == errno.ENOENT:
         parent = path.parent
         if not parent.exists():
-            return (f"cannot {purpose} {path}: the directory {parent} does not exist",
-                    f"create {parent} or correct the path")
+            fix = ("correct the path, or put the file there" if purpose.startswith("read")
+                   else f"create {parent} (mkdir -p {parent}) or correct the path")
+            return (f"cannot {purpose} {path}: the directory {parent} does not exist", fix)
         return (f"cannot {purpose} {path}: no such file", "correct the path or create the file")
     if exc.errno in (errno.EACCES, errno.EPERM):
         blocker = blocking_directory(path)
