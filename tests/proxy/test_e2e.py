@@ -25,6 +25,7 @@ OPENSSL = shutil.which("openssl")
 
 STACK_CONFIG = """
 [server]
+allow_root = true  # CI runs as root; serving as root is refused otherwise
 error_log = "{d}/error.log"
 access_log = "{d}/access.log"
 ssl_request_log = "{d}/ssl_request.log"
@@ -533,6 +534,7 @@ def test_sigterm_lets_running_request_finish_and_sigusr1_reopens_logs(pki, tmp_p
     cfg = tmp_path / "t.toml"
     cfg.write_text(f"""
 [server]
+allow_root = true  # CI runs as root; serving as root is refused otherwise
 error_log = "{tmp_path}/error.log"
 access_log = "{tmp_path}/access.log"
 shutdown_grace_seconds = 10
@@ -577,6 +579,7 @@ def test_max_connections_refuses_more_and_admin_still_answers(pki, tmp_path):
     cfg = tmp_path / "t.toml"
     cfg.write_text(f"""
 [server]
+allow_root = true  # CI runs as root; serving as root is refused otherwise
 workers = 1
 [admin]
 listen = "127.0.0.1:{a_port}"

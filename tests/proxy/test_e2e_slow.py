@@ -21,6 +21,7 @@ def test_slowloris_and_stalled_handshakes(pki, tmp_path):
     cfg = tmp_path / "t.toml"
     cfg.write_text(f"""
 [server]
+allow_root = true  # CI runs as root; serving as root is refused otherwise
 workers = 1
 error_log = "{tmp_path}/error.log"
 log_level = "info"

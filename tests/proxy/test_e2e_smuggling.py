@@ -115,6 +115,7 @@ def proxy(pki, tmp_path_factory):
     cfg = d / "t.toml"
     cfg.write_text(f"""
 [server]
+allow_root = true  # CI runs as root; serving as root is refused otherwise
 workers = 1
 error_log = "{d}/error.log"
 [[vhost]]
