@@ -39,52 +39,73 @@ class BlockReader:
         self.first_long_line_offset: int | None = None
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
-        for offset, data, end in self.views():
-            yield offset, (data if end == len(data) else data[:end])
+        for offset, data, start, end in self.views():
+            yield offset, (data if start == 0 and end == len(data) else data[start:end])
 
-    def views(self) -> Iterator[tuple[int, bytes, int]]:
-        """Like iteration, but yield ``(offset, data, end)`` with the block being ``data[:end]``: the partial line
-        after ``end`` is carried without copying the block (the scan's functions all take an end bound)."""
+    def views(self) -> Iterator[tuple[int, bytes, int, int]]:
+        """Like iteration, but yield ``(offset, data, start, end)`` with the block being ``data[start:end]`` and
+        ``offset`` the position of ``data[start]``: a large chunk is scanned where it lies, never copied; only the
+        line that straddles two chunks is joined (the scan's functions all take start/end bounds)."""
         pending: list[bytes] = []
         pending_len = 0
-        offset = self.base  # offset of pending[0][0]
+        carry = b""  # the partial last line of the previous block
+        offset = self.base  # offset of carry[0] (or of the next byte when carry is empty)
         skipping = False  # inside an over-long line, discarding until its newline
-        for chunk in self._chunks:
-            if not chunk:
-                continue
+
+        def blocks_of(data: bytes):
+            nonlocal carry, offset, skipping
+            start = 0
             if skipping:
-                i = chunk.find(b"\n")
+                i = data.find(b"\n")
                 if i < 0:
-                    offset += len(chunk)
-                    continue
+                    offset += len(data)
+                    return
                 skipping = False
                 self.long_lines += 1
                 offset += i + 1
-                chunk = chunk[i + 1:]
-                if not chunk:
-                    continue
+                start = i + 1
+            elif carry:
+                i = data.find(b"\n")
+                if i < 0:
+                    carry += data
+                    if len(carry) > self.max_line:
+                        self._long(offset)
+                        offset += len(carry)
+                        carry, skipping = b"", True
+                    return
+                head = carry + data[: i + 1]
+                yield offset, head, 0, len(head)
+                offset += len(head)
+                carry = b""
+                start = i + 1
+            cut = data.rfind(b"\n", start) + 1
+            if cut > start:
+                yield offset, data, start, cut
+                offset += cut - start
+                start = cut
+            carry = data[start:]
+            if len(carry) > self.max_line:  # the partial line is already too long: drop it
+                self._long(offset)
+                offset += len(carry)
+                carry, skipping = b"", True
+
+        for chunk in self._chunks:
+            if not chunk:
+                continue
             pending.append(chunk)
             pending_len += len(chunk)
             if pending_len < self.block_size:
                 continue
             data = b"".join(pending) if len(pending) > 1 else pending[0]
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                yield offset, data, cut
-                offset += cut
-                rest = data[cut:]
-            else:
-                rest = data
-            pending = [rest] if rest else []
-            pending_len = len(rest)
-            if pending_len > self.max_line:  # the carried partial line is already too long: drop it
-                if self.first_long_line_offset is None:
-                    self.first_long_line_offset = offset
-                offset += pending_len
-                pending, pending_len = [], 0
-                skipping = True
+            pending, pending_len = [], 0
+            yield from blocks_of(data)
+        if pending:
+            yield from blocks_of(b"".join(pending))
         if skipping:  # the input ended inside an over-long line: it still was a line
             self.long_lines += 1
-        elif pending:
-            data = b"".join(pending)
-            yield offset, data, len(data)
+        elif carry:
+            yield offset, carry, 0, len(carry)
+
+    def _long(self, offset: int) -> None:
+        if self.first_long_line_offset is None:
+            self.first_long_line_offset = offset

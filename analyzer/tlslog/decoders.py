@@ -53,19 +53,19 @@ class Format:
     detect: re.Pattern[bytes]  # matches at the start of a line of this format
     candidates: tuple[re.Pattern[bytes], ...]  # each run over the whole block; a line hit by any is a candidate
     decode: Callable[[bytes, int, Ctx], Record | None] | None
-    understood: Callable[[bytes, int, int], int]  # (block, end, lines in block[:end]) -> lines understood
-    block_stats: Callable[[bytes, Ctx, int], int] | None = None  # (block, ctx, end) -> lines understood
+    understood: Callable[[bytes, int, int, int], int]  # (data, start, end, lines in data[start:end]) -> understood
+    block_stats: Callable[[bytes, Ctx, int, int], int] | None = None  # (data, ctx, start, end) -> lines understood
     description: str = ""
 
 
-def _count_regex(pattern: re.Pattern[bytes]) -> Callable[[bytes, int, int], int]:
-    def count(block: bytes, end: int, lines: int) -> int:
-        return sum(1 for _ in pattern.finditer(block, 0, end))
+def _count_regex(pattern: re.Pattern[bytes]) -> Callable[[bytes, int, int, int], int]:
+    def count(block: bytes, start: int, end: int, lines: int) -> int:
+        return sum(1 for _ in pattern.finditer(block, start, end))
 
     return count
 
 
-def _none_understood(block: bytes, end: int, lines: int) -> int:
+def _none_understood(block: bytes, start: int, end: int, lines: int) -> int:
     return 0
 
 
@@ -423,9 +423,9 @@ def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
 _AP_NOT_UNDERSTOOD = re.compile(rb"\n(?!\[|AH\d{5}: )")
 
 
-def _count_apache_understood(block: bytes, end: int, lines: int) -> int:
-    bad = sum(1 for _ in _AP_NOT_UNDERSTOOD.finditer(block, 0, end - 1))
-    if end and not (block.startswith(b"[") or _AP_BARE.match(block)):
+def _count_apache_understood(block: bytes, start: int, end: int, lines: int) -> int:
+    bad = sum(1 for _ in _AP_NOT_UNDERSTOOD.finditer(block, start, end - 1))
+    if end > start and not (block.startswith(b"[", start) or _AP_BARE.match(block, start)):
         bad += 1
     return lines - bad
 
@@ -647,8 +647,8 @@ HAPROXY = Format(
 _ACC_STATUS = re.compile(rb'\] "[^"\n]*" ([1-5])\d\d ')
 
 
-def _access_stats(block: bytes, ctx: Ctx, end: int | None = None) -> int:
-    classes = _ACC_STATUS.findall(block, 0, len(block) if end is None else end)
+def _access_stats(block: bytes, ctx: Ctx, start: int = 0, end: int | None = None) -> int:
+    classes = _ACC_STATUS.findall(block, start, len(block) if end is None else end)
     for digit, n in Counter(classes).items():
         ctx.status[digit.decode() + "xx"] += n
     return len(classes)
@@ -667,9 +667,10 @@ _SSLREQ = re.compile(
     rb"(?P<proto>TLSv1(?:\.[0-3])?|SSLv[23]|DTLSv1(?:\.2)?|-) (?P<cipher>\S+) \"")
 
 
-def _sslreq_stats(block: bytes, ctx: Ctx, end: int | None = None) -> int:
+def _sslreq_stats(block: bytes, ctx: Ctx, start: int = 0, end: int | None = None) -> int:
     n = 0
-    for (vhost, proto, cipher), k in Counter(_SSLREQ.findall(block, 0, len(block) if end is None else end)).items():
+    end = len(block) if end is None else end
+    for (vhost, proto, cipher), k in Counter(_SSLREQ.findall(block, start, end)).items():
         v = vhost.decode("utf-8", "replace") if vhost else "-"
         ctx.protocols[(v, proto.decode())] += k
         ctx.ciphers[(v, cipher.decode("utf-8", "replace"))] += k

@@ -180,11 +180,11 @@ def test_access_and_ssl_request_stats():
     block = (b'127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326 "-" "x"\n'
              b'127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET /nope HTTP/1.0" 404 20 "-" "x"\n'
              b'127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 502 0 "-" "x"\n')
-    assert decoders.ACCESS.block_stats(block, ctx, len(block)) == 3
+    assert decoders.ACCESS.block_stats(block, ctx, 0, len(block)) == 3
     assert dict(ctx.status) == {"2xx": 1, "4xx": 1, "5xx": 1}
     block = (b'[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1.3 TLS_AES_128_GCM_SHA256 "GET / HTTP/1.1" 512 0.001 new\n'
              b'[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1 ECDHE-RSA-AES128-SHA "GET / HTTP/1.1" - 0.002 reused\n')
-    assert decoders.SSL_REQUEST.block_stats(block, ctx, len(block)) == 2
+    assert decoders.SSL_REQUEST.block_stats(block, ctx, 0, len(block)) == 2
     assert ctx.protocols == {("-", "TLSv1.3"): 1, ("-", "TLSv1"): 1}
 
 
@@ -200,7 +200,7 @@ def test_decoders_never_raise(fmt: str, data: bytes):
             # and the same with a valid prefix, so the deeper grammar is exercised too
             f.decode(AP24.encode() + line, 0, ctx)
             f.decode(NG.encode() + line, 0, ctx)
-    understood = f.understood(data, len(data), data.count(b"\n") + (not data.endswith(b"\n")))
+    understood = f.understood(data, 0, len(data), data.count(b"\n") + (not data.endswith(b"\n")))
     assert isinstance(understood, int)
     if f.block_stats is not None:
-        f.block_stats(data, ctx, len(data))
+        f.block_stats(data, ctx, 0, len(data))
