@@ -128,6 +128,21 @@ def _ids(config: Config) -> tuple[int | None, int | None]:
     return uid, gid
 
 
+def root_refusal(config: Config, worker_uid: int | None, worker_gid: int | None) -> str | None:
+    """Why the workers must not start: `user`/`group` name root (uid/gid 0) while
+    `allow_root` is false (Apache refuses `User root` unless built with BIG_SECURITY_HOLE).
+    None when fine. (Neither `user` nor `group` set: the workers keep the master's
+    credentials, as before; see docs/hardening.md.)"""
+    if os.geteuid() != 0 or config.server.allow_root or (worker_uid != 0 and worker_gid != 0):
+        return None
+    s = config.server
+    named = f"user = {s.user!r}" if worker_uid == 0 else f"group = {s.group!r}"
+    return (f"refusing to serve as root: [server] {named} gives the workers "
+            f"{'uid' if worker_uid == 0 else 'gid'} 0. Fix: set [server] user (and group) to an "
+            f"unprivileged account such as \"www-data\", or set allow_root = true in [server] "
+            f"to accept the risk.")
+
+
 class Master:
     def __init__(self, config: Config, *, stderr: bool = False,
                  extra_setup: Callable[[Any, Any], None] | None = None,
@@ -202,6 +217,12 @@ class Master:
             self.uid, self.gid = _ids(config)
         except KeyError as exc:
             print(f"tlsfront: server.user/group: {exc}", file=sys.stderr)
+            return 1
+        refusal = root_refusal(config, self.uid, self.gid)
+        if refusal:
+            print(f"tlsfront: {refusal}", file=sys.stderr)
+            self._close_listeners(listeners.values())
+            logs.close()
             return 1
         self.gen = Generation(1, config, contexts, listeners, logs, n, loader)
         if config.admin.listen is not None:
