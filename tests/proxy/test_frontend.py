@@ -427,3 +427,53 @@ def test_ssl_nossl_suffix_redirects(tmp_path):
     proto, t = h.client()
     proto.dataReceived(b"GET /docs:NOSSL HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
     assert b"Location: http://www.example.test:8080/docs\r\n" in t.value()
+
+
+# -- any split of a pipelined client stream gives the same exchanges -------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tlsfront.http1 import END, Request, RequestReader  # noqa: E402
+
+STREAM = (b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+          b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n"
+          b"PUT /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+          b"GET /d HTTP/1.1\r\nHost: a\r\n\r\n")
+EXPECTED = [(b"POST", b"/a", b"hello"), (b"GET", b"/b", b""), (b"PUT", b"/c", b"abcde"), (b"GET", b"/d", b"")]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), max_size=10))
+@settings(max_examples=60, deadline=None)
+def test_any_split_of_a_pipelined_stream(tmp_path_factory, cuts):
+    h = Harness(tmp_path_factory.mktemp("split"))
+    proto, t = h.client()
+    bounds = [0, *sorted(set(cuts)), len(STREAM)]
+    seen: list = []
+    backend = {"reader": RequestReader(), "conn": None, "offset": 0, "current": None}
+
+    def serve_backend():
+        if backend["conn"] is None and h.clock.tcpClients:
+            backend["conn"] = h.connect_backend(0)
+        if backend["conn"] is None:
+            return
+        bp, bt = backend["conn"]
+        data = bt.value()[backend["offset"]:]
+        backend["offset"] += len(data)
+        for ev in backend["reader"].feed(data) if data else []:
+            if isinstance(ev, Request):
+                backend["current"] = [ev.method, ev.target, b""]
+            elif ev is END:
+                seen.append(tuple(backend["current"]))
+                bp.dataReceived(OK)  # answers at once: the next pipelined request may follow
+                serve_backend()
+                return
+            else:
+                backend["current"][2] += ev
+
+    for a, b in zip(bounds, bounds[1:]):
+        proto.dataReceived(STREAM[a:b])
+        serve_backend()
+    assert seen == EXPECTED
+    assert t.value() == OK * len(EXPECTED)
+    assert len(h.clock.tcpClients) == 1  # one backend connection, kept alive throughout
