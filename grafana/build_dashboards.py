@@ -148,7 +148,9 @@ def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
 def _variable_query(name: str, label: str, query: str, description: str, include_empty: bool = False) -> dict:
     return {
         "name": name, "label": label, "type": "query", "description": description,
-        "datasource": DS, "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        # The classic string form: every Grafana version parses it (migrateVariableQueryToEditor); the object
+        # form's fields (qryType, label, metric) changed between 10.x releases.
+        "datasource": DS, "query": query,
         "definition": query, "refresh": 2,  # on time range change: new vhosts appear without a reload
         "includeAll": True, "multi": True, "allValue": ".*",
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
@@ -217,6 +219,19 @@ def rate(metric: str, extra: str = "", by: str | None = None, fn: str = "rate", 
     return f"sum by ({by}) ({inner})" if by else f"sum({inner})"
 
 
+def counted(series: str, by: str | None = None, window: str = "$__range") -> str:
+    """Events counted in the window, new series included: ``now - (then or now * 0)``, clamped at 0.
+
+    ``increase()`` only sees what a series gained between its samples, so a series that appears with value 1
+    (the first TLS 1.0 client of a vhost, the first worker restart, a category's first event on a vhost) adds
+    nothing: exactly the rare events these panels exist for. Here a label set absent at the window's start
+    counts from zero. Cost: a counter reset (restart without --positions) reads as 0 for one window.
+    """
+    agg = f"sum by ({by})" if by else "sum"
+    now = f"{agg} ({series})"
+    return f"clamp_min({now} - ({agg} ({series} offset {window}) or {now} * 0), 0)"
+
+
 def quantiles(metric: str, what: str) -> list[Target]:
     return [Target(f"histogram_quantile({q}, sum by (vhost, le) (rate({metric}_bucket{S}[{RI}])))",
                    f"{{{{vhost}}}} p{int(q * 100)}") for q in (0.5, 0.95, 0.99)]
@@ -264,8 +279,8 @@ def tlsfront_dashboard() -> dict[str, Any]:
               "Days until the first of the served certificates expires. Alert TLSCertificateExpiringSoon at 14 "
               "days: renew, install, `tlsfront check`, `systemctl reload tlsfront`.",
               defaults={"thresholds": thresholds((None, "red"), (14, "orange"), (30, "green")), "decimals": 1}),
-        Panel("Worker restarts", "stat",
-              [Target(f"sum(increase(tlsfront_worker_restarts_total{SI}[$__range]))", "restarts")], 4, 4, "none",
+        Panel("Worker restarts in the time range", "stat",
+              [Target(counted(f"tlsfront_worker_restarts_total{SI}"), "restarts")], 4, 4, "none",
               "Worker processes the master restarted after they died, in the time range. Any is worth a look "
               "at the error log (the worker's last lines and exit status).",
               defaults={"thresholds": thresholds((None, "green"), (1, "orange")), "decimals": 0}),
@@ -334,16 +349,16 @@ def tlsfront_dashboard() -> dict[str, Any]:
               "Share of successful handshakes per negotiated protocol version (stacked to 100%).",
               custom={"stacking": {"mode": "percent", "group": "A"}, "fillOpacity": 60}),
         Panel("Legacy protocol handshakes (TLS 1.0 / 1.1) in the time range", "bargauge",
-              [Target("sort_desc(" + rate("tlsfront_tls_negotiated_total", 'protocol=~"SSLv3|TLSv1|TLSv1.1"',
-                                          by="vhost, protocol", fn="increase", window="$__range") + ")",
+              [Target("sort_desc(" + counted("tlsfront_tls_negotiated_total"
+                                             + sel('protocol=~"SSLv3|TLSv1|TLSv1.1"'), "vhost, protocol") + ")",
                       "{{vhost}} {{protocol}}", instant=True)], 8, 8, "none",
               "Handshakes per vhost that still negotiated SSLv3, TLS 1.0 or 1.1 in the time range: the clients "
               "that break when insecure_legacy_protocols is turned off. Empty: nobody did. The error log names "
               "the client addresses.",
               defaults={"thresholds": thresholds((None, "orange")), "decimals": 0}),
         Panel("Cipher mix in the time range", "table",
-              [Target("sort_desc(" + rate("tlsfront_tls_negotiated_total", by="vhost, protocol, cipher",
-                                          fn="increase", window="$__range") + ")", instant=True, table=True)], 8, 8, "none",
+              [Target("sort_desc(" + counted(f"tlsfront_tls_negotiated_total{S}", "vhost, protocol, cipher") + ")",
+                      instant=True, table=True)], 8, 8, "none",
               "Successful handshakes per vhost, protocol and cipher in the time range (at most 128 distinct "
               "ciphers, then 'other'). Before removing a cipher, check that its count is zero.",
               defaults={"decimals": 0},
@@ -388,12 +403,12 @@ def tlsfront_dashboard() -> dict[str, Any]:
     ])
     process = Row("Process: workers and reloads", [
         Panel("Worker restarts", "timeseries",
-              [Target(f"sum by (instance) (increase(tlsfront_worker_restarts_total{SI}[{RI}]))",
+              [Target(counted(f"tlsfront_worker_restarts_total{SI}", "instance", RI),
                       "{{instance}} restarts")], 8, 7, "none",
               "Worker processes the master restarted after they died (with back-off). A steady rate is a crash "
               "loop: read the error log around the restarts.", custom=STACKED_BARS),
         Panel("Configuration reloads by result", "timeseries",
-              [Target(f"sum by (instance, result) (increase(tlsfront_config_reloads_total{SI}[{RI}]))",
+              [Target(counted(f"tlsfront_config_reloads_total{SI}", "instance, result", RI),
                       "{{instance}} {{result}}")], 8, 7, "none",
               "Reloads (SIGHUP, `systemctl reload tlsfront`) by result. A failure keeps the old configuration "
               "serving; `tlsfront check -c CONFIG` names the problem.", custom=STACKED_BARS),
@@ -457,7 +472,7 @@ def _top_categories_text() -> str:
 def tlslog_dashboard() -> dict[str, Any]:
     events = Row("Events", [
         Panel("Events per category over time (live and backfilled)", "timeseries", [
-            Target(f"sum by (category) (increase(tlslog_events_total{L}[{RI}])) > 0", "{{category}}"),
+            Target(counted(f"tlslog_events_total{L}", "category", RI) + " > 0", "{{category}}"),
             Target(f'sum by (category) (increase(tlslog_events_total{{job="", source=~"$source"}}[{RI}])) > 0',
                    "{{category}} (backfilled)")], 16, 9, "none",
               "A: events counted live by `tlslog follow` (job tlslog), per category. B: history imported from "
@@ -468,13 +483,13 @@ def tlslog_dashboard() -> dict[str, Any]:
               "right, or a tile below, for its remedy.",
               custom=STACKED_BARS),
         Panel("Top categories in the time range", "bargauge",
-              [Target(f"sort_desc(sum by (category) (increase(tlslog_events_total{L}[$__range])) > 0)",
+              [Target("sort_desc(" + counted(f"tlslog_events_total{L}", "category") + " > 0)",
                       "{{category}}", instant=True)], 8, 9, "none", _top_categories_text(),
               defaults={"thresholds": thresholds((None, "orange")), "decimals": 0}),
     ])
     tiles = Row("Events per category in the time range (hover ⓘ for the remedy)", [
-        Panel(name, "stat", [Target("sum(increase(tlslog_events_total" + lsel(f'category="{name}"')
-                                    + "[$__range]))", "events")], 4, 4, "none", _category_text(name),
+        Panel(name, "stat", [Target(counted("tlslog_events_total" + lsel(f'category="{name}"')), "events")],
+              4, 4, "none", _category_text(name),
               defaults={"thresholds": thresholds((None, "green"), (1, "orange")), "decimals": 0},
               options={"graphMode": "area"})
         for name in CATEGORIES
@@ -494,8 +509,8 @@ def tlslog_dashboard() -> dict[str, Any]:
               defaults={"min": 0}),
         Panel("Files followed, read errors and rotations", "stat", [
             Target(f"sum(tlslog_files_followed{LI})", "files followed"),
-            Target(f"sum(increase(tlslog_read_errors_total{LI}[$__range]))", "read errors"),
-            Target(f"sum by (kind) (increase(tlslog_rotations_total{LI}[$__range]))", "{{kind}} rotations")],
+            Target(counted(f"tlslog_read_errors_total{LI}"), "read errors"),
+            Target(counted(f"tlslog_rotations_total{LI}", "kind"), "{{kind}} rotations")],
               8, 8, "none",
               "Files open now (followed, or drained after a rotation), problems opening or reading files in the "
               "time range (the file and reason are on tlslog's standard error), and rotations seen by kind. "

@@ -85,6 +85,7 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_VARIABLE = re.compile(r"\$\{?\w+\}?")
 _BRACES = re.compile(r"\{[^}]*\}")
 _RANGE = re.compile(r"\[[^\]]*\]")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
@@ -96,6 +97,7 @@ _KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "by", "without",
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression selects (identifiers that are not functions, keywords or labels)."""
     text = _STRING.sub('""', expr)
+    text = _VARIABLE.sub("5m", text)  # Grafana's variables outside strings are durations (offset $__range)
     text = _BRACES.sub("", text)
     text = _RANGE.sub("", text)
     text = _GROUPING.sub("", text)

@@ -70,11 +70,13 @@ def test_valid_json_stable_uid_and_schema(dash) -> None:
     assert len({load(f)["uid"] for f in FILES}) == len(FILES)
 
 
-def test_unique_panel_ids(dash) -> None:
+def test_unique_panel_ids_and_titles(dash) -> None:
     name, d = dash
     ids = [p["id"] for p in all_panels(d)]
     assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids {sorted(i for i in ids if ids.count(i) > 1)}"
     assert all(isinstance(i, int) and i > 0 for i in ids)
+    titles = [p["title"] for p in all_panels(d)]
+    assert len(titles) == len(set(titles)), f"{name}: two panels with one title"
 
 
 def test_every_panel_target_and_query_goes_through_the_datasource_variable(dash) -> None:
@@ -167,7 +169,8 @@ def test_queries_name_only_our_metrics() -> None:
     ('sum(x) / on (instance) group_left (version) build_info', {"x", "build_info"}),
     ('max(a offset 5m) and b unless c', {"a", "b", "c"}),
     ('sum(increase(m{l="a{b}"}[1h])) * 1e3', {"m"}),
-], ids=["ratio", "quantile", "or-vector", "group-left", "keywords", "braces-in-string"])
+    ('clamp_min(sum(m{i=~"$i"}) - (sum(m offset $__range) or sum(m) * 0), 0)', {"m"}),
+], ids=["ratio", "quantile", "or-vector", "group-left", "keywords", "braces-in-string", "variables"])
 def test_metric_names_parser(expr, names) -> None:
     assert metric_names(expr) == names
 

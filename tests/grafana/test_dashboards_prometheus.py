@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,7 +36,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from dashboard_queries import FILES, REPO, metric_names, queries, substitute, variable_queries
+from dashboard_queries import FILES, REPO, Query, metric_names, queries, substitute, variable_queries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
 from helpers import Proc, free_ports, start_backend, start_proxy, wait_listening  # noqa: E402
@@ -58,6 +59,7 @@ access_log = "{d}/access_log"
 ssl_request_log = "{d}/ssl_request_log"
 log_level = "info"
 shutdown_grace_seconds = 2
+allow_root = true   # CI runs as root; the test's files belong to root
 
 [admin]
 listen = "127.0.0.1:{p_admin}"
@@ -293,10 +295,9 @@ def scraped(world) -> dict:
     # a new worker starts with every backend up, so the traffic comes after it.
     os.kill(world["proxy"].pid, signal.SIGHUP)
     _wait("the reload", lambda: api.query('sum(tlsfront_config_reloads_total{result="success"}) >= 2'))
-    # A worker that dies (the master restarts it; tlsfront_worker_restarts_total appears at the first restart).
-    workers = _children(world["proxy"].pid)
-    assert workers, "tlsfront serve started no worker process"
-    os.kill(workers[0], signal.SIGKILL)
+    # A worker of the new generation dies (the master restarts it; tlsfront_worker_restarts_total appears at the
+    # first restart). Not an old worker still draining, nor the helper process: the error log names the workers.
+    os.kill(_current_worker(world), signal.SIGKILL)
     _wait("the worker restart", lambda: api.query("sum(tlsfront_worker_restarts_total) >= 1"))
     _traffic(world)
     sentinels = [
@@ -319,11 +320,18 @@ def scraped(world) -> dict:
     return world
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
-    return out
+def _current_worker(w: dict) -> int:
+    """The pid of a live worker of the newest generation, from the error log's
+    "TLSF0009: worker INDEX/GENERATION started (pid PID)" lines."""
+    def find() -> int | None:
+        started = re.findall(r"TLSF0009: worker (\d+)/(\d+) started \(pid (\d+)\)",
+                             (w["d"] / "error_log").read_text(errors="replace"))
+        if not started:
+            return None
+        newest = max(int(g) for _i, g, _p in started)
+        pids = [int(p) for _i, g, p in started if int(g) == newest]
+        return next((p for p in pids if Path(f"/proc/{p}").exists()), None)
+    return _wait("a worker of the new generation", find)
 
 
 def _log_tails(w: dict) -> str:
@@ -389,6 +397,33 @@ def test_every_panel_query_returns_a_series(scraped) -> None:
                 empty.append(f"{q}\n    no series for any single vhost of {vhosts[name]}")
     assert count > 60
     assert not empty, f"{len(empty)} of {count} queries returned no series:\n" + "\n".join(empty)
+
+
+def _panel_query(name: str, title: str) -> Query:
+    (q,) = [q for q in queries(name) if q.panel.split(" ", 1)[1] == repr(title)]
+    return q
+
+
+def test_panels_count_what_happened(scraped) -> None:
+    """Not only a series: the right numbers, including events whose series appeared only with them (the first
+    TLS 1.0 client, the first worker restart, a vhost's first events), which increase() would not count."""
+    api, p = scraped["api"], scraped["ports"]
+    values = _values(scraped)
+
+    def instant(name: str, title: str) -> dict[tuple, float]:
+        q = _panel_query(name, title)
+        result = api.query(substitute(q.expr, {**values[name], "vhost": ".*"}))
+        return {tuple(sorted(s["metric"].items())): float(s["value"][1]) for s in result}
+
+    legacy = instant("tlsfront.json", "Legacy protocol handshakes (TLS 1.0 / 1.1) in the time range")
+    assert legacy == {(("protocol", "TLSv1"), ("vhost", f"legacy.test:{p['p_legacy']}")): 1.0}, legacy
+    assert instant("tlsfront.json", "Worker restarts in the time range") == {(): 1.0}
+    top = {dict(k)["category"]: v for k, v in instant("tlslog.json", "Top categories in the time range").items()}
+    want = {"plain_http_on_tls_port": 40, "no_shared_cipher": 15, "client_cert_missing": 2, "protocol_mismatch": 1,
+            "client_rejected_cert": 1, "backend_unavailable": 1}
+    assert {c: top.get(c) for c in want} == want, top
+    tile = instant("tlslog.json", "client_cert_missing")
+    assert tile == {(): 2.0}, tile
 
 
 def test_backfilled_history_is_where_the_panel_looks(scraped) -> None:
