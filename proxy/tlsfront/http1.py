@@ -434,11 +434,16 @@ class ResponseReader:
 
     def on_message_begin(self) -> None:
         self._started = True
+        self._in_head = True
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
 
+    _in_head = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer field after a chunked body: dropped (RFC 9112 7.1.2)
         headers = self._headers
         headers.append((name, value))
         self._head_bytes += len(name) + len(value) + 4
@@ -453,6 +458,7 @@ class ResponseReader:
             self._cl = int(value)
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self._parser
         status = parser.get_status_code()
         if 100 <= status < 200:

@@ -321,3 +321,11 @@ def test_error_keeps_the_complete_requests_before_it():
         RequestReader().feed(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\n"
                              b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
     assert [e.target if isinstance(e, http1.Request) else e for e in info.value.events] == [b"/1", END]
+
+
+def test_response_trailers_are_dropped_not_checked_as_headers():
+    r = ResponseReader()
+    r.expect(b"GET")
+    ev = r.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n"
+                b"X-Checksum: abc\r\nTransfer-Encoding: gzip\r\n\r\n")
+    assert ev[0].headers == [(b"Transfer-Encoding", b"chunked")] and ev[1:] == [b"hi", END]
