@@ -337,7 +337,8 @@ def tlsfront_dashboard() -> dict[str, Any]:
             Target(rate("tlsfront_tls_resumptions_total", by="vhost") + " / "
                    + rate("tlsfront_tls_handshakes_total", OK, by="vhost"), "{{vhost}} resumed"),
             Target(rate("tlsfront_tls_session_cache_misses_total", by="vhost") + " / "
-                   + rate("tlsfront_tls_handshakes_total", OK, by="vhost"), "{{vhost}} offered, not resumed")], 12, 8, "percentunit",
+                   + rate("tlsfront_tls_handshakes_total", OK, by="vhost"), "{{vhost}} offered, not resumed")],
+              12, 8, "percentunit",
               "Share of successful handshakes that resumed a session (ID, ticket or TLS 1.3 PSK), and share "
               "where the client offered a session that was not resumed (a cache miss: per-worker caches, a "
               "too-small cache, ticket keys rotated or not shared across workers).",

@@ -180,14 +180,16 @@ def test_every_expression_parses(tmp_path) -> None:
     """promtool parses PromQL: every query, variables substituted, as a recording rule (one group per query so
     that the error names it)."""
     groups = []
+    def add(what: str, expr: str) -> None:
+        groups.append({"name": what, "rules": [{"record": f"dashboard:query_{len(groups)}",
+                                                "expr": substitute(expr, SAMPLE_VALUES)}]})
+
     for name in FILES:
         for i, q in enumerate(queries(name)):
-            groups.append({"name": f"{name} {q.panel} {q.ref} #{i}",
-                           "rules": [{"record": f"dashboard:query_{len(groups)}", "expr": substitute(q.expr, SAMPLE_VALUES)}]})
+            add(f"{name} {q.panel} {q.ref} #{i}", q.expr)
         for var, (sel, _label) in variable_queries(name).items():
             if sel:
-                groups.append({"name": f"{name} variable {var}",
-                               "rules": [{"record": f"dashboard:var_{len(groups)}", "expr": substitute(sel, SAMPLE_VALUES)}]})
+                add(f"{name} variable {var}", sel)
     path = tmp_path / "queries.yml"
     path.write_text(json.dumps({"groups": groups}))
     r = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
