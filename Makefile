@@ -29,8 +29,11 @@ sysdeps:
 test: sysdeps $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
+## make check: `tlsfront check` on the demo configuration (its throwaway certificate made first)
 check: $(STAMP)
-	$(VENV)/bin/tlsfront check -c conf/tlsfront.toml
+	@$(PY) -c 'from tlsfront.certgen import ensure_demo_certificate as e; e(".state/demo")'
+	@mkdir -p .state/demo/logs
+	$(VENV)/bin/tlsfront check -c conf/demo.toml
 
 ## make bench: tlsfront against nginx and HAProxy, same machine, same run (docs/benchmarks.md)
 bench: sysdeps $(STAMP)
