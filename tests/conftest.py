@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import ssl
 import subprocess
 from dataclasses import dataclass
@@ -12,6 +13,18 @@ import pytest
 from cryptography.hazmat.backends.openssl.backend import backend as _ossl
 
 from tlsfront import certgen
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (CI=true) a skipped test is a failure: skips are for developers' machines that
+    lack a tool, never a pass in CI, whose `make test` installs every tool the tests use."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which must run every test: {reason}"
 
 
 def pytest_report_header(config):

@@ -12,6 +12,13 @@ declare -A want=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [prometheus-pushgateway]=prometheus-pushgateway
+  # the bench harness's smoke test (tests/bench) drives these too
+  [wrk]=wrk
+  [h2load]=nghttp2-client
+  [hyperfine]=hyperfine
+  [taskset]=util-linux
+  [gcc]=gcc
+  [zcat]=gzip
 )
 missing=()
 for cmd in "${!want[@]}"; do
