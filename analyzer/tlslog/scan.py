@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable
 
 from . import decoders
-from .blocks import BlockReader
+from .blocks import BLOCK_BYTES, BlockReader
 from .classify import EVENT, Group, Joiner, KeyState
 from .decoders import Ctx, Format
 from .sources import Input, decoded_chunks, expand, file_range, rotation_key
@@ -102,9 +102,10 @@ def process_chunks(
     *,
     base: int = 0,
     warn: Callable[[str], None],
+    block_size: int = BLOCK_BYTES,
 ) -> None:
     """The inner loop: everything per line happens in C except for candidate lines."""
-    reader = BlockReader(chunks, base=base)
+    reader = BlockReader(chunks, base=base, block_size=block_size)
     emit = joiner.emit
     understood = 0
     lines = 0

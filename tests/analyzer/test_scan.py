@@ -231,3 +231,53 @@ def test_input_format_override(tmp_path, capsys):
     assert out["events"]["plain_http_on_tls_port"] == 1
     _, out, _ = run_cli(["scan", "--format", "json", "--input-format", "apache_error", str(f)], capsys)
     assert out["events"]["plain_http_on_tls_port"] == 0 and out["unparsed_lines"] == 1
+
+
+# -- any cut of the input into chunks and blocks gives the same result, for every format of the corpus -------------
+
+def _corpus_samples() -> list[tuple[str, bytes]]:
+    data = Path(__file__).resolve().parents[1] / "data" / "logs"
+    picks = ["apache24-event/error.log", "apache24-startup/error_startup.log", "nginx122/error.log",
+             "haproxy26/haproxy_errorlogformat.log", "legacy/apache22_error_log", "apache24-event/ssl_request.log",
+             "apache24-event/access.log"]
+    out = []
+    for rel in picks:
+        p = data / rel
+        if p.exists():
+            out.append((rel, p.read_bytes()))
+    return out
+
+
+SAMPLES = _corpus_samples()
+
+
+def _scan_bytes(data: bytes, sizes: list[int], block_size: int) -> tuple:
+    from tlslog import decoders
+    from tlslog.classify import Joiner
+    from tlslog.scan import _emitter, _finish_ctx, _new_ctx, process_chunks
+    from tlslog.store import FileStats, Store
+
+    fmt = decoders.detect(data[:65536])
+    chunks, i, k = [], 0, 0
+    while i < len(data):
+        n = sizes[k % len(sizes)]
+        chunks.append(data[i:i + n])
+        i, k = i + n, k + 1
+    store, stats = Store(), FileStats(0, "x", fmt.name)
+    store.files[0] = stats
+    joiner = Joiner(_emitter(store, {0: (stats, fmt.source)}))
+    ctx = _new_ctx(0, "UTC")
+    process_chunks(iter(chunks), fmt, stats, store, joiner, ctx, warn=lambda m: None, block_size=block_size)
+    joiner.finish()
+    _finish_ctx(ctx, store, stats, fmt.source)
+    return (dict(store.events), stats.lines, stats.unparsed_lines, dict(store.status), dict(store.protocols),
+            {c: ex[0] for c, ex in store.examples.items()})
+
+
+@pytest.mark.skipif(not SAMPLES, reason="the corpus (tests/data/logs) is missing")
+@settings(max_examples=60, deadline=None)
+@given(which=st.integers(0, 100), sizes=st.lists(st.integers(1, 5000), min_size=1, max_size=8),
+       block=st.integers(1, 20000))
+def test_any_chunking_of_any_corpus_file_gives_the_same_result(which, sizes, block):
+    name, data = SAMPLES[which % len(SAMPLES)]
+    assert _scan_bytes(data, sizes, block) == _scan_bytes(data, [len(data) or 1], 4 << 20), name
