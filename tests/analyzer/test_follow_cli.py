@@ -98,3 +98,50 @@ def test_backfill_errors(tmp_path: Path) -> None:
     assert f"tlslog: warning: {tmp_path / 'missing.log'}: cannot open: No such file or directory" in r.stderr
     assert "tlslog: error: no input could be read" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_sigkill_in_the_middle_then_restart_counts_exactly(tmp_path: Path) -> None:
+    """A crash (SIGKILL, no final checkpoint) while lines flow: the restart continues from the last snapshot, in
+    which offsets, open events and counters agree, so the lines after it are read again and counted once."""
+    log = tmp_path / "error.log"
+    lines = [text + "\n" for text, _ in synth.generate(60000, seed=4)]
+    truth = synth.write(str(tmp_path / "truth.log"), 60000, seed=4)
+    cut = next(i for i in range(30000, 31000) if "SSL Library Error" not in lines[i] and "AH01114" not in lines[i])
+    log.write_text("".join(lines[:cut]))
+    port = free_port()
+    positions = tmp_path / "positions.json"
+    argv = [*TLSLOG, "follow", str(log), "--listen", f"127.0.0.1:{port}", "--positions", str(positions),
+            "--poll-interval", "0.05", "--checkpoint-interval", "0.2", "--timezone", "UTC"]
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def lines_read() -> float:
+        return sum(metric_values(http_get(url), "tlslog_lines_total").values())
+
+    first = Daemon(argv, str(tmp_path / "follow0.log"))
+    try:
+        wait_for(lambda: lines_read() == cut, what="the first half read")
+        wait_for(positions.exists, what="a checkpoint")
+        with open(log, "a") as f:  # more lines, part of them read before the crash
+            f.write("".join(lines[cut:45000]))
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+    finally:
+        first.stop()
+    # the snapshot left by the crash agrees with itself: its counters are the lines before its offset
+    state = json.loads(positions.read_text())
+    (entry,) = state["files"]
+    counted = sum(n for _src, n in state["store"]["lines"])
+    assert counted >= cut
+    assert log.read_bytes()[:entry["offset"]].count(b"\n") == counted
+    with open(log, "a") as f:
+        f.write("".join(lines[45000:]))
+    second = Daemon(argv, str(tmp_path / "follow1.log"))
+    try:
+        wait_for(lambda: lines_read() == 60000, what="the rest read after the restart")
+        expected = {k: float(v) for k, v in truth.items()}
+        wait_for(lambda: {k: v for k, v in by_label(metric_values(http_get(url), "tlslog_events_total"),
+                                                    "category").items() if v} == expected,
+                 what="the events of the whole file, each once")
+        assert lines_read() == 60000
+    finally:
+        second.stop()
