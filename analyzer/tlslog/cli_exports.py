@@ -154,6 +154,9 @@ def cmd_follow(args: argparse.Namespace) -> int:
             return _error(f"--{name.replace('_', '-')} {getattr(args, name)}: must be more than 0 seconds")
     if args.max_vhosts < 1:
         return _error(f"--max-vhosts {args.max_vhosts}: must be 1 or more")
+    if not (args.listen or args.textfile):
+        return _error("follow: nothing to export; give --listen HOST:PORT (for Prometheus to scrape) and/or "
+                      "--textfile FILE (for node_exporter)")
     if args.listen:
         try:
             parse_listen(args.listen)

@@ -61,7 +61,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_damaged_positions_file(tmp_path: Path) -> None:
     bad = tmp_path / "positions.json"
     bad.write_text("{broken")
-    r = run("follow", str(tmp_path / "x.log"), "--positions", str(bad))
+    r = run("follow", str(tmp_path / "x.log"), "--positions", str(bad), "--textfile", str(tmp_path / "t.prom"))
     assert r.returncode == 2
     assert r.stderr.startswith(f"tlslog: error: --positions {bad}: not a tlslog positions file (")
     assert "Traceback" not in r.stderr
@@ -72,8 +72,11 @@ def test_damaged_positions_file(tmp_path: Path) -> None:
     (["--poll-interval", "0"], "--poll-interval 0.0: must be more than 0 seconds"),
     (["--timezone", "Mars/Olympus"], "--timezone 'Mars/Olympus': unknown time zone"),
     (["--input-format", "iis"], "--input-format: unknown input format 'iis'"),
-], ids=["listen", "poll-interval", "timezone", "input-format"])
+    (["--listen", ""], "follow: nothing to export; give --listen HOST:PORT"),
+], ids=["listen", "poll-interval", "timezone", "input-format", "nothing-to-export"])
 def test_follow_option_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    if "--listen" not in args:
+        args = [*args, "--listen", "127.0.0.1:0"]
     r = run("follow", str(tmp_path / "x.log"), *args)
     assert r.returncode == 2
     assert r.stderr.startswith(f"tlslog: error: {message}")
