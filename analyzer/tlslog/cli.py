@@ -50,25 +50,36 @@ def _error(msg: str) -> int:
 
 
 class _Progress:
-    """A one-line progress bar on standard error, only on a terminal and only when the input is large."""
+    """A one-line progress bar on standard error: only on a terminal, only for large inputs (64 MiB or more) and
+    only once a scan has run for a second, so that small scans and pipelines never see it."""
+
+    MIN_BYTES = 64 << 20
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.started = time.monotonic()
         self.shown = False
+        self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or time.monotonic() - self.started < 1.0:
+        if not self.enabled or total < self.MIN_BYTES:
             return
+        now = time.monotonic()
+        if now - self.started < 1.0 or (now - self.last < 0.2 and done < total):
+            return
+        self.last = now
         width = 30
-        filled = int(width * done / max(total, 1))
-        sys.stderr.write(f"\rtlslog: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} units")
+        frac = min(1.0, done / max(total, 1))
+        filled = int(width * frac)
+        rate = done / max(now - self.started, 1e-6) / 1e6
+        sys.stderr.write(f"\rtlslog: [{'#' * filled}{'.' * (width - filled)}] {frac:4.0%} "
+                         f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB {rate:,.0f} MB/s ")
         sys.stderr.flush()
         self.shown = True
 
     def close(self) -> None:
         if self.shown:
-            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.write("\r" + " " * 78 + "\r")
             sys.stderr.flush()
 
 

@@ -63,6 +63,10 @@ def _emitter(store: Store, files: dict[int, tuple[FileStats, str]]) -> Callable[
     return emit
 
 
+#: called with the size of every block scanned in THIS process (the progress bar of --jobs 1); None: no call
+_block_hook: Callable[[int], None] | None = None
+
+
 def candidate_lines(block: bytes, patterns: tuple, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """(start, end) of every line of ``block[start:end]`` hit by one of ``patterns``, in order, each line once.
     ``start`` must be a line start."""
@@ -113,8 +117,11 @@ def process_chunks(
     candidates = fmt.candidates if fmt is not None else ()
     decoder_failed = False
     index = stats.index
+    hook = _block_hook
     for offset, block, start, end in reader.views():
         stats.bytes_read += end - start
+        if hook is not None:
+            hook(end - start)
         n = block.count(b"\n", start, end)
         if end > start and block[end - 1] != 10:  # the last line of the input, without its newline
             n += 1
@@ -346,12 +353,18 @@ def scan(opts: ScanOptions, *, warn_path: Callable[[str, str], None] | None = No
             warn_path(p, m)
     units, failed = plan(inputs, forced, opts)
     by_file: dict[int, list[UnitResult]] = {}
-    total = len(units)
+    sizes = {inp.index: inp.size or 0 for inp in inputs}
+
+    def unit_bytes(u: Unit) -> int:
+        return (u.end - u.start) if u.end is not None else sizes.get(u.index, 0)
+
+    total = sum(unit_bytes(u) for u in units)  # progress is reported in bytes on disk: (done, total)
     done = 0
+    by_key = {(u.index, u.seq): u for u in units}
     if opts.mapper is not None:
         for res in opts.mapper(run_unit, units):
             by_file.setdefault(res.index, []).append(res)
-            done += 1
+            done += unit_bytes(by_key[(res.index, res.seq)])
             if opts.progress:
                 opts.progress(done, total)
     elif opts.jobs > 1 and len(units) > 1:
@@ -362,14 +375,27 @@ def scan(opts: ScanOptions, *, warn_path: Callable[[str, str], None] | None = No
         with ProcessPoolExecutor(max_workers=opts.jobs, mp_context=ctx) as pool:
             for res in pool.map(run_unit, units, chunksize=1):
                 by_file.setdefault(res.index, []).append(res)
-                done += 1
+                done += unit_bytes(by_key[(res.index, res.seq)])
                 if opts.progress:
                     opts.progress(done, total)
     else:
+        global _block_hook
         for unit in units:
-            res = run_unit(unit)
+            size = unit_bytes(unit)
+            if opts.progress and (unit.end is not None or _is_plain(unit.path)):
+                seen = [0]
+
+                def on_block(n: int, base: int = done, size: int = size, seen: list = seen) -> None:
+                    seen[0] += n
+                    opts.progress(base + min(seen[0], size), total)
+
+                _block_hook = on_block
+            try:
+                res = run_unit(unit)
+            finally:
+                _block_hook = None
             by_file.setdefault(res.index, []).append(res)
-            done += 1
+            done += size
             if opts.progress:
                 opts.progress(done, total)
     store = Store()
