@@ -108,13 +108,20 @@ def run_command(args: argparse.Namespace) -> int:
 # -- scan ----------------------------------------------------------------------------------------------------------
 
 def scan_with_dask(args: argparse.Namespace, opts, warn_path):
-    """Run the scan on Dask when ``--dask`` is given; returns the ScanResult, or an int exit status on error,
-    or None when --dask was not given (the caller scans as usual)."""
-    if not getattr(args, "dask", None):
+    """Run the scan on Dask when ``--dask`` is given, or through fsspec when the paths are URLs; returns the
+    ScanResult, or an int exit status on error, or None for a plain local scan (the caller scans as usual)."""
+    from .distributed import DaskError, is_url
+
+    urls = any(is_url(p) for p in opts.paths)
+    if not getattr(args, "dask", None) and not urls:
         return None
-    from .distributed import DaskError, parse_spec, scan_on_dask
+    from .distributed import parse_spec, scan_on_dask, scan_urls
 
     try:
+        if not args.dask:
+            if not all(is_url(p) for p in opts.paths):
+                raise DaskError("give either local paths or fsspec URLs, not both in one scan")
+            return scan_urls(opts)
         parse_spec(args.dask)
         return scan_on_dask(opts, args.dask, warn_path=warn_path)
     except (ValueError, DaskError) as exc:

@@ -141,6 +141,10 @@ def run_url_unit(unit: Unit) -> UnitResult:
 
     try:
         f = fsspec.open(unit.path, "rb").open()
+    except FileNotFoundError:
+        warn("cannot open: no such file or object")
+        stats.readable = False
+        return UnitResult(unit.index, unit.seq, store)
     except (OSError, ValueError) as exc:
         warn(f"cannot open: {exc}")
         stats.readable = False
@@ -174,7 +178,13 @@ def run_url_unit(unit: Unit) -> UnitResult:
 def scan_urls(opts: ScanOptions, mapper: Mapper | None = None) -> ScanResult:
     """Scan fsspec URLs (every path in ``opts.paths`` is one): files are listed here, read where ``mapper`` runs
     them (by default in this process), merged as :func:`tlslog.scan.scan` merges."""
-    urls = expand_urls(opts.paths)
+    try:
+        urls = expand_urls(opts.paths)
+    except ImportError as exc:
+        raise DaskError(f"cannot read {opts.paths[0]}: {exc}; install the fsspec backend for this URL scheme "
+                        "(s3fs for s3://, gcsfs for gs://, adlfs for az://) here and on the workers") from None
+    except (ValueError, OSError) as exc:
+        raise DaskError(f"cannot list {' '.join(opts.paths)}: {exc}") from None
     inputs = [Input(i, u) for i, u in enumerate(urls)]
     forced = opts.input_format
     units = [Unit(i.index, 0, i.path, decoders.lookup(forced).name if forced else None, opts.tz) for i in inputs]

@@ -83,3 +83,29 @@ def test_unreachable_scheduler_is_a_clear_error() -> None:
 def test_mixing_urls_and_paths_is_refused() -> None:
     with pytest.raises(DaskError, match="either local paths or fsspec URLs"):
         scan_on_dask(ScanOptions([CORPUS[0], f"file://{CORPUS[1]}"]), "local:1", processes=False)
+
+
+def test_cli_urls_without_dask_read_through_fsspec_here() -> None:
+    files = CORPUS[:3]
+    plain = json.loads(subprocess.run([*TLSLOG, "scan", "--timezone", "UTC", "--format", "json", *files],
+                                      capture_output=True, text=True, check=True).stdout)
+    r = subprocess.run([*TLSLOG, "scan", "--timezone", "UTC", "--format", "json", *(f"file://{p}" for p in files)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert [f["path"] for f in got["files"]] == [f"file://{p}" for p in files]
+    for f in got["files"]:
+        f["path"] = f["path"][len("file://"):]
+    assert got == plain
+
+
+def test_cli_url_errors_are_one_line() -> None:
+    r = subprocess.run([*TLSLOG, "scan", "--format", "json", "nosuchscheme://bucket/x.log"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2
+    assert r.stderr.startswith("tlslog: error: cannot list nosuchscheme://bucket/x.log: ")
+    r = subprocess.run([*TLSLOG, "scan", "--format", "json", "memory://nothing/x.log"], capture_output=True,
+                       text=True)
+    assert r.returncode == 1
+    assert "tlslog: warning: memory:///nothing/x.log: cannot open: no such file or object" in r.stderr
+    assert "Traceback" not in r.stderr
