@@ -66,7 +66,9 @@ def render_prometheus(store: Store, *, max_vhosts: int = DEFAULT_MAX_VHOSTS) -> 
     for (cat, src, vh), n in store.events.items():
         events[(cat, src, vmap.get(vh, vh))] += n
     sources = store.sources() or ["none"]
-    for src in sources:
+    # access and ssl_request logs carry no error events: no zero series for them
+    event_sources = [s for s in sources if s not in ("access", "ssl_request")] or sources
+    for src in event_sources:
         for cat in CATEGORIES:
             events.setdefault((cat, src, ""), 0)
     order = {c: i for i, c in enumerate(CATEGORIES)}

@@ -6,7 +6,8 @@ cluster (issue 9) and be merged in input order to the same answer. Within a unit
 
 1. :class:`~tlslog.blocks.BlockReader` yields MiB-sized blocks of whole lines;
 2. ``bytes.count(b"\\n")`` counts lines, the format's ``understood`` counts the lines it knows (C speed);
-3. the format's ONE candidate regex finds the interesting lines; only those are decoded in Python;
+3. the format's candidate regexes (one or two literal-prefixed passes over the block) find the interesting lines;
+   only those are decoded in Python;
 4. records go to the :class:`~tlslog.classify.Joiner` (or straight to the store when one line is one event).
 """
 
