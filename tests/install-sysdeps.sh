@@ -12,6 +12,7 @@ declare -A want=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [prometheus-pushgateway]=prometheus-pushgateway
+  [testssl]=testssl.sh  # tests/hardening/test_tls_scan.py (sslyze pins cryptography < 47)
   # the bench harness's smoke test (tests/bench) drives these too
   [wrk]=wrk
   [h2load]=nghttp2-client

@@ -262,8 +262,8 @@ class Upstream:
     """One vhost's backends, round robin, skipping those marked down."""
 
     def __init__(self, pool: Pool, backends: tuple[Backend, ...], label: str = "") -> None:
-        if not backends:
-            raise ValueError(f"vhost {label}: no backends")
+        # A vhost without backends (redirect_to_https: it answers every request itself)
+        # still gets one, so that build_sites works; `order()` is never asked for it.
         self.pool = pool
         self.backends = backends
         self.label = label
@@ -277,6 +277,8 @@ class Upstream:
         """
         backends = self.backends
         n = len(backends)
+        if n == 0:
+            raise ValueError(f"vhost {self.label}: no backends to forward to")
         if n == 1:
             return [backends[0]]
         start = self._next
