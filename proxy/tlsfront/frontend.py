@@ -265,6 +265,7 @@ class FrontendProtocol(Protocol):
         self._handshake_done = False
         self._hs_timed_out = False
         self.requests = 0
+        self.hello = None  # sniff.ClientHello, set by listeners.PortProtocol before the handshake
         self._reset_exchange()
 
     def _reset_exchange(self) -> None:
@@ -324,6 +325,15 @@ class FrontendProtocol(Protocol):
         label = site.label if site else "-"
         hooks = self.env.hooks
         hooks.event("handshake_ok", label, facts.protocol, facts.cipher, facts.reused, self._handshake_seconds)
+        hello = self.hello
+        if hello is not None and not facts.reused and hello.offers_resumption:
+            # The client offered a session we could not resume (expired, another worker's
+            # or instance's, old ticket keys): docs/sessions.md, metrics.md.
+            hooks.event("cache_miss", label)
+            if hooks.error_enabled("session_cache_miss"):
+                offered = ("psk" if hello.psk_offered else "ticket" if hello.offers_ticket
+                           else "session-id")
+                hooks.error("session_cache_miss", self.peer, vhost=label, offered=offered)
         if hooks.error_enabled("handshake_done"):
             hooks.error("handshake_done", self.peer, vhost=label, protocol=facts.protocol,
                         cipher=facts.cipher, resumed="yes" if facts.reused else "no",

@@ -110,6 +110,7 @@ class PortProtocol(Protocol):
         self._buf = b""
         self._timer = None
         self._vhost: VHost | None = None
+        self._watcher: sniff.HelloWatcher | None = None
 
     def connectionMade(self) -> None:
         listener = self.listener
@@ -131,10 +132,23 @@ class PortProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
+        watcher = self._watcher
+        if watcher is not None:  # the rest of a ClientHello
+            self._buf = buf
+            result = watcher.feed(data)
+            if result is not None:
+                self._hand_over_tls(buf, result)
+            return
         kind = sniff.classify(buf)
         if kind is sniff.Kind.TLS:
-            self._cancel()
-            self._hand_over(self.listener.tls_factories[self._vhost.index], buf)
+            # Hand over once the whole ClientHello is here (almost always this read): the
+            # session it offers, if any, tells a session-cache miss after the handshake.
+            watcher = sniff.HelloWatcher()
+            result = watcher.feed(buf)
+            if result is None:
+                self._watcher, self._buf = watcher, buf
+                return
+            self._hand_over_tls(buf, result)
         elif kind is sniff.Kind.HTTP:
             # Wait for the request head (or enough of it) to quote the URL back.
             if b"\r\n\r\n" in buf or b"\n\n" in buf or len(buf) >= SNIFF_MAX_BYTES:
@@ -149,7 +163,21 @@ class PortProtocol(Protocol):
             self._not_tls(buf)
 
     def connectionLost(self, reason=None) -> None:
+        if self._watcher is not None:
+            # Part of a ClientHello, then the end: what the TLS layer would have logged and
+            # counted had it been handed the bytes at once (it used to be).
+            self._watcher = None
+            failure = tlserrors.classify(reason) if reason is not None else tlserrors.eof()
+            self._count_unfinished_hello(failure)
         self._cancel()
+
+    def _count_unfinished_hello(self, failure) -> None:
+        label = self._vhost.label
+        hooks = self.listener.env.hooks
+        hooks.event("connection_opened", label)
+        hooks.error(failure.log_key, self._peer(), vhost=label, **failure.log_fields())
+        hooks.event("handshake_failed", label, failure)
+        hooks.event("connection_closed", label)
 
     def _cancel(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -165,6 +193,19 @@ class PortProtocol(Protocol):
         proto.makeConnection(transport)
         if data:
             proto.dataReceived(data)
+
+    def _hand_over_tls(self, buf: bytes, result) -> None:
+        self._cancel()
+        self._watcher = None
+        factory = self.listener.tls_factories[self._vhost.index]
+        transport = self.transport
+        proto = factory.buildProtocol(transport.getPeer())
+        app = getattr(proto, "wrappedProtocol", None)
+        if app is not None:
+            app.hello = result.hello  # sniff.ClientHello or None (FrontendProtocol.handshakeCompleted)
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        proto.dataReceived(buf)
 
     def _peer(self):
         p = self.transport.getPeer()
@@ -201,6 +242,10 @@ class PortProtocol(Protocol):
         seconds = self.listener.env.timeouts.client_handshake_seconds
         hooks.error("handshake_timeout", self._peer(), vhost=vhost.label, seconds=f"{seconds:g}")
         hooks.event("handshake_failed", vhost.label, tlserrors.timeout(seconds))
+        if self._watcher is not None:  # a ClientHello begun: a connection, as the TLS layer counts them
+            self._watcher = None
+            hooks.event("connection_opened", vhost.label)
+            hooks.event("connection_closed", vhost.label)
         self.transport.abortConnection()
 
 

@@ -287,32 +287,101 @@ def test_expired_sessions_are_not_resumed(stack, vhost, tls12_no_ticket):
     """session_timeout_seconds = 1: the cache entry and the ticket both expire."""
     ctx = _context(stack, tls12_no_ticket)
     port = stack.ports[vhost]
+    label = f"localhost:{port}"
+    misses = "tlsfront_tls_session_cache_misses_total"
+    time.sleep(1.2)  # snapshots of earlier tests
+    before = value(stack, misses, label)
     session, reused, _ = _get(ctx, port, "127.0.0.1")
     fresh, reused, header = _get(ctx, port, "127.0.0.1", session)
     assert (reused, header) == (True, "Resumed")  # within the 1 s timeout
     time.sleep(2.2)
     _s, reused, header = _get(ctx, port, "127.0.0.1", session if tls12_no_ticket else fresh)
     assert (reused, header) == (False, "Initial")
+    # The client offered a session that was not resumed: one cache miss, counted and logged.
+    assert wait_value(stack, misses, label, before + 1) == before + 1
+    offered = "session-id" if tls12_no_ticket else "psk"
+    assert re.search(rf"TLSF0207: session offered by the client was not resumed \(server {label}\): "
+                     rf"offered={offered}", (stack.dir / "error.log").read_text())
+
+
+def value(stack, name: str, vhost: str) -> float:
+    """A per-vhost counter from the master's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['p_admin']}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(rf'^{name}{{vhost="{vhost}"}} ([\d.e+]+)$', text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def wait_value(stack, name: str, vhost: str, expected: float) -> float:
+    deadline = time.monotonic() + 5
+    while (got := value(stack, name, vhost)) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return got
 
 
 def test_metrics_sum_resumptions_of_all_workers(stack):
     """/metrics on the master adds every worker's counters (snapshots, 1 s lag)."""
-    import urllib.request
-
-    def value(name: str, vhost: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['p_admin']}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        m = re.search(rf'^{name}{{vhost="{vhost}"}} ([\d.e+]+)$', text, re.M)
-        return float(m.group(1)) if m else 0.0
+    def value_(name: str, vhost: str) -> float:
+        return value(stack, name, vhost)
 
     label = f"localhost:{stack.ports['noticket']}"
-    before = value("tlsfront_tls_resumptions_total", label)
+    before = value_("tlsfront_tls_resumptions_total", label)
     ctx = _context(stack, True)
     for source in SOURCES:  # 3 workers
         session, _r, _h = _get(ctx, stack.ports["noticket"], source)
         for _ in range(2):
             _get(ctx, stack.ports["noticket"], source, session)
     deadline = time.monotonic() + 5
-    while value("tlsfront_tls_resumptions_total", label) < before + 10 and time.monotonic() < deadline:
+    while value_("tlsfront_tls_resumptions_total", label) < before + 10 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert value("tlsfront_tls_resumptions_total", label) == before + 10
+    assert value_("tlsfront_tls_resumptions_total", label) == before + 10
+
+
+def _get_split(ctx: ssl.SSLContext, port: int, session=None, split: int = 7):
+    """A handshake whose ClientHello arrives in two TCP segments 0.2 s apart (the listener
+    waits for the whole hello before handing over to TLS), then one request."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost", session=session)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with pytest.raises(ssl.SSLWantReadError):
+            obj.do_handshake()
+        hello = outgoing.read()
+        sock.sendall(hello[:split])
+        time.sleep(0.2)
+        sock.sendall(hello[split:])
+
+        def pump() -> None:
+            out = outgoing.read()
+            if out:
+                sock.sendall(out)
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed")
+            incoming.write(data)
+
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+        obj.write(b"GET /split HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        sock.sendall(outgoing.read())
+        body = b""
+        while b"X-SSL-Session-Reused" not in body:
+            try:
+                body += obj.read(65536)
+            except ssl.SSLWantReadError:
+                pump()
+        return obj.session, obj.session_reused, re.search(rb"X-SSL-Session-Reused: (\w+)", body).group(1)
+
+
+@pytest.mark.parametrize("split", [1, 7, 60])
+def test_client_hello_split_over_segments(stack, split):
+    ctx = _context(stack, True)
+    session, reused, header = _get_split(ctx, stack.ports["noticket"], split=split)
+    assert (reused, header) == (False, b"Initial")
+    _s, reused, header = _get_split(ctx, stack.ports["noticket"], session, split=split)
+    assert (reused, header) == (True, b"Resumed")
