@@ -10,14 +10,16 @@ Order in the child (`run`):
 
 1. undo the master's process state: default signal handlers, no wakeup fd, close the
    descriptors that are not ours (other workers' sockets, the admin socket, the master's
-   selector), ask the kernel for SIGTERM when the master dies (PR_SET_PDEATHSIG);
-2. drop privileges (`server.user`/`group`) when started as root: the master keeps root
-   to bind privileged ports and read keys again on reload, as Apache's and nginx's
-   parents do;
-3. only now import the Twisted reactor (a reactor imported before fork() would share one
-   epoll instance between processes), adopt the sockets (`serve.Server.start`), write
-   "R" to the ready pipe;
-4. serve until SIGTERM/SIGINT (graceful: stop accepting, finish in-flight exchanges up to
+   selector and pipes); SIGTERM/SIGINT from now on mean a graceful stop;
+2. only now import the Twisted reactor (a reactor imported before fork() would share one
+   epoll instance between processes) and build the `serve.Server`;
+3. drop privileges (`server.user`/`group`) when started as root, after every module is
+   imported (the unprivileged user may not be able to read the Python installation); the
+   master keeps root to bind privileged ports and read keys again on reload, as Apache's
+   and nginx's parents do. Then ask the kernel for SIGTERM when the master dies
+   (PR_SET_PDEATHSIG, which a credential change would clear);
+4. run: adopt the sockets (`Server.start`), write "R" to the ready pipe, serve until
+   SIGTERM/SIGINT (stop accepting, finish in-flight exchanges up to
    `server.shutdown_grace_seconds`); SIGUSR1 reopens the logs; SIGHUP is the master's.
 
 Metrics: the store is written to ``<dir>/worker-<pid>.json`` every second and at exit
