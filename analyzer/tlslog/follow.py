@@ -191,6 +191,8 @@ class Follower:
                 continue
             except OSError as exc:
                 self._fail(path, f"cannot stat: {exc.strerror or exc}")
+        if self._first_poll and self._resume:
+            got += self._resume_rotated(now, {(st.st_dev, st.st_ino) for st in present.values()})
         # paths that no longer exist: their files are drained from the open descriptor
         for path in [p for p in self.by_path if p not in present]:
             t = self.by_path.pop(path)
@@ -224,9 +226,8 @@ class Follower:
             t.path, t.at_path = path, True
             self.by_path[path] = t
             got += self._read(t, st.st_size, now)
-        if self._first_poll:
-            self._first_poll = False
-            self._resume_rotated(now)
+        self._first_poll = False
+        self._resume.clear()
         for t in [t for t in self.files.values() if not t.at_path]:
             try:
                 size = os.fstat(t.fd).st_size
@@ -367,10 +368,15 @@ class Follower:
                 return True
         return False
 
-    def _resume_rotated(self, now: float) -> None:
-        """After the first poll: files of the positions file not found under the patterns were rotated while we
-        were stopped. Look for each by inode next to its old name, and read the rest of it."""
+    def _resume_rotated(self, now: float, present: set[Key]) -> int:
+        """First poll: files of the positions file that are not under the patterns any more were rotated while we
+        were stopped. Find each by inode next to its old name and read it to its current end (before the file
+        that replaced it, so that an event cut by the rotation joins); the file now under the old name then counts
+        as the rotation and continues the stream."""
+        got = 0
         for key, fe in list(self._resume.items()):
+            if key in present:
+                continue  # still under a followed name: _open resumes it
             found = self._find_inode(fe.path, key)
             if found is None:
                 continue  # deleted (or compressed into a new file): its unread tail, if any, is gone
@@ -382,9 +388,10 @@ class Follower:
             t = self._new(path, key, fd, now)
             self._restore(t, fe)
             t.at_path = False
-            if not fe.draining:  # it was the file under its name: the rotation happened while we were stopped
-                self.rotations["rename"] += 1
-        self._resume.clear()
+            got += self._read(t, os.fstat(fd).st_size, now)
+            if not fe.draining:  # it was the file under its name
+                self._gone[fe.path] = t
+        return got
 
     @staticmethod
     def _find_inode(old_path: str, key: Key) -> tuple[str, int] | None:

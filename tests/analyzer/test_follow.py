@@ -374,3 +374,27 @@ def test_restart_does_not_count_again_the_rotations_of_files_being_drained(tmp_p
     assert f2.rotations["rename"] == 3
     assert nonzero(f2.store.category_totals()) == dict(truth)
     assert f2.store.total_lines == 2000
+
+
+def test_event_cut_by_a_rotation_while_stopped_is_one_event(tmp_path: Path, clock: FakeClock) -> None:
+    log = tmp_path / "error.log"
+    state = tmp_path / "positions.json"
+    head = ("[Fri Nov 27 10:50:52.100000 2026] [ssl:info] [pid 10:tid 20] [client 192.0.2.1:5000] AH02008: SSL "
+            "library error 1 in handshake (server www.example.com:443)\n")
+    cont = ("[Fri Nov 27 10:50:52.100001 2026] [ssl:info] [pid 10:tid 20] SSL Library Error: error:0A000102:SSL "
+            "routines::unsupported protocol\n")
+    lines, truth = corpus(500)
+    append(log, lines)
+    f1 = Follower(FollowOptions([str(log)], tz=TZ), clock=clock)
+    f1.poll()
+    positions.save(str(state), f1.snapshot())
+    f1.close()
+    append(log, [head])  # unread when tlslog stopped
+    os.rename(log, tmp_path / "error.log.1")
+    append(log, [cont])
+    f2 = Follower(FollowOptions([str(log)], tz=TZ), clock=clock, snapshot=positions.load(str(state)))
+    settle(f2, clock)
+    truth["protocol_mismatch"] += 1
+    assert nonzero(f2.store.category_totals()) == dict(truth)
+    assert f2.rotations["rename"] == 1
+    assert f2.store.total_lines == 502
