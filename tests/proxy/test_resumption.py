@@ -33,7 +33,7 @@ import pytest
 
 from tlsfront import affinity
 
-from helpers import Proc, echo_lines, free_port, free_ports, read_response, start_backend, start_proxy
+from helpers import Proc, echo_lines, free_ports, read_response, start_backend, start_proxy
 
 OPENSSL = shutil.which("openssl")
 WORKERS = 4

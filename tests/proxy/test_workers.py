@@ -28,7 +28,7 @@ import pytest
 
 from tlsfront import affinity
 
-from helpers import Proc, TLSFRONT, echo_lines, free_ports, read_response, start_backend, start_proxy
+from helpers import Proc, TLSFRONT, free_ports, read_response, start_backend, start_proxy
 
 WORKERS = 2
 

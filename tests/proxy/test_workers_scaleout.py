@@ -14,10 +14,8 @@ from __future__ import annotations
 import shutil
 import socket
 import ssl
-import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
