@@ -684,7 +684,8 @@ class FrontendProtocol(Protocol):
         req = self.req
         quirks = self.quirks
         out = _headers.forward_response_headers(resp.headers)
-        client_10 = req.version == b"1.0" or quirks.downgrade_1_0
+        # An HTTP/1.0 status line (force-response-1.0) cannot carry chunked either (RFC 9112 6.1).
+        client_10 = req.version == b"1.0" or quirks.downgrade_1_0 or quirks.force_response_1_0
         keep = req.keep_alive and quirks.keepalive and self._req_done and not self._closing
         if resp.no_body:
             if resp.content_length is not None:
@@ -697,7 +698,8 @@ class FrontendProtocol(Protocol):
         else:
             keep = False  # HTTP/1.0 without a length: the end is the close
         if keep:
-            if req.version == b"1.0":
+            # An HTTP/1.0 request or response persists only with "keep-alive" (RFC 9112 9.3).
+            if req.version == b"1.0" or quirks.force_response_1_0:
                 out.append((b"Connection", b"keep-alive"))
         else:
             out.append((b"Connection", b"close"))
