@@ -135,6 +135,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         if v.tls is not None:
             print(f"      {_tls_summary(v.tls)}")
     print(f"  listening sockets: {', '.join(str(a) for a in table.bind_addresses())}")
+    from . import affinity, master  # plain sockets and os only: no reactor
+
+    n = master.worker_count(cfg)
+    grouped = [str(a) for a in table.bind_addresses() if affinity.wants_affinity(cfg, a, n)]
+    print(f"  workers: {n}" + (" (one per CPU)" if not cfg.server.workers else "")
+          + (f"; client-address affinity (session_cache = \"shared\") on {', '.join(grouped)}"
+             if grouped else ""))
     if cfg.admin.listen is not None:
         print(f"  admin: http://{cfg.admin.listen}/")
     if seeded:
