@@ -440,7 +440,19 @@ class Master:
         r, w = os.pipe()
         close.append(r)
         gen.logs.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN/ENOMEM: try again later, as for a worker that died
+            os.close(r)
+            os.close(w)
+            delay = self._backoff(("worker", index), 0.0)
+            gen.logs.error("worker_exited", worker=f"{index}/{gen.number}", worker_pid="-",
+                           status=f"fork() failed: {exc.strerror or exc}", delay_seconds=f"{delay:g}")
+            if gen is self.gen:
+                self.restarts[("worker", index)] = time.monotonic() + delay
+            elif gen is self.pending:
+                self._abort_reload(f"fork() failed: {exc.strerror or exc}")
+            return
         if pid == 0:
             worker.child_main(worker.Handover(
                 index=index, generation=gen.number, config=gen.config, contexts=gen.contexts,
@@ -639,6 +651,8 @@ class Master:
         self.pending = gen
         self.pending_deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         for i in range(gen.workers):
+            if self.pending is not gen:
+                break  # a fork failed: the reload was aborted
             self._fork_worker(gen, i)
 
     def _commit_reload(self) -> None:

@@ -118,3 +118,20 @@ def test_master_never_imports_the_reactor():
             "print('twisted.internet.reactor' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_fork_failure_is_retried_not_fatal(responder, monkeypatch, tmp_path):
+    """fork() failing (EAGAIN under a process limit) schedules a retry with back-off."""
+    from tlsfront.logfiles import Logs
+
+    responder.gen.logs = Logs(error_log=tmp_path / "error.log")
+
+    def no_fork() -> int:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    responder._fork_worker(responder.gen, 1)
+    assert ("worker", 1) in responder.restarts
+    assert responder.gen.slots[1] is None
+    log = (tmp_path / "error.log").read_text()
+    assert "TLSF0010: worker 1/1 (pid -) exited: fork() failed: Resource temporarily unavailable; restarting in 0.25s" in log
