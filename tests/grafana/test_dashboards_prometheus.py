@@ -141,7 +141,7 @@ def _ready(port: int) -> bool:
         return False
 
 
-def _wait(what: str, ok, timeout: float = 30.0, interval: float = 0.3):
+def _wait(what: str, ok, timeout: float = 45.0, interval: float = 0.3):
     deadline = time.monotonic() + timeout
     while True:
         got = ok()
@@ -236,7 +236,7 @@ def world(pki, tmp_path_factory):
         wait_listening("127.0.0.1", ports["p_prom"], prom, timeout=60)
         api = PromAPI(ports["p_prom"])
         _wait("prometheus ready", lambda: _ready(ports["p_prom"]), timeout=60)
-        _wait("both targets up", lambda: len(api.query("up == 1")) == 2)
+        _wait("both targets up", lambda: len(api.query("up == 1")) == 2, timeout=60)
         yield dict(d=d, ports=ports, pki=pki, api=api, proxy=proxy, targets=targets,
                    backfill_start=backfill_start, backfill_source=backfill_source,
                    backfill_categories=backfill_categories)
@@ -311,7 +311,7 @@ def scraped(world) -> dict:
         'sum(tlslog_tls_requests_total) >= 1',
     ]
     missing = sentinels
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + 60
     while missing and time.monotonic() < deadline:
         time.sleep(0.3)
         missing = [s for s in missing if not api.query(s)]
