@@ -109,3 +109,35 @@ def test_cli_url_errors_are_one_line() -> None:
     assert r.returncode == 1
     assert "tlslog: warning: memory:///nothing/x.log: cannot open: no such file or object" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_cli_against_a_real_scheduler_and_worker(tmp_path: Path) -> None:
+    """``--dask tcp://...``: a ``dask scheduler`` and a ``dask worker`` started on 127.0.0.1 (what docs/ tell
+    operators to run on their hosts)."""
+    import sys
+
+    from exports_tools import Daemon, wait_for
+
+    dask_cli = Path(sys.executable).with_name("dask")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = Daemon([str(dask_cli), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                       str(tmp_path / "scheduler.log"))
+    worker = None
+    try:
+        wait_for(lambda: "Scheduler at:" in scheduler.output(), timeout=60, what="dask scheduler up")
+        worker = Daemon([str(dask_cli), "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+                         "--host", "127.0.0.1", "--local-directory", str(tmp_path / "worker")],
+                        str(tmp_path / "worker.log"))
+        wait_for(lambda: "Registered to:" in worker.output(), timeout=60, what="dask worker registered")
+        files = CORPUS[:5]
+        plain = subprocess.run([*TLSLOG, "scan", "--timezone", "UTC", "--format", "json", *files],
+                               capture_output=True, text=True, check=True)
+        r = subprocess.run([*TLSLOG, "scan", "--timezone", "UTC", "--format", "json", "--dask", address, *files],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == json.loads(plain.stdout)
+    finally:
+        if worker is not None:
+            worker.stop()
+        scheduler.stop()
