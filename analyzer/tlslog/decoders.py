@@ -458,9 +458,14 @@ TLSFRONT_ERROR = Format(
 _NG_LINE = re.compile(
     r"(?P<date>\d{4}/\d\d/\d\d) (?P<hms>\d\d:\d\d:\d\d) \[(?P<level>\w+)\] (?P<pid>\d+)#(?P<tid>\d+): "
     r"(?:\*(?P<cid>\d+) )?(?P<msg>.*)", re.S)
-_NG_CANDIDATES = re.compile(
-    rb"SSL_do_handshake|SSL handshaking|plain HTTP request|no required SSL certificate|SSL certificate verify error"
-    rb"|upstream|cannot load certificate|SSL_CTX_use|ssl_session_cache|PEM_read_bio|SSL_read|SSL_write")
+# several literal-prefixed passes: each runs at memory speed, one alternation without a common prefix would not
+_NG_CANDIDATES = (
+    re.compile(rb"SSL(?:_do_handshake|_read\(\) failed|_write\(\) failed|_CTX_use| handshak| certificate)"),
+    re.compile(rb"upstream"),
+    re.compile(rb"plain HTTP request"),
+    re.compile(rb"cannot load certificate"),
+    re.compile(rb"ssl_session_cache"),
+)
 _NG_SERVER = re.compile(r", server: ([^,\s]+)")
 _NG_REQUEST = re.compile(r', request: "([^"]*)"')
 
@@ -519,7 +524,7 @@ def decode_nginx(line: bytes, pos: int, ctx: Ctx) -> Record | None:
 NGINX_ERROR = Format(
     "nginx_error", "nginx",
     re.compile(rb"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(?:debug|info|notice|warn|error|crit|alert|emerg)\] \d+#\d+: "),
-    (_NG_CANDIDATES,), decode_nginx, _count_regex(re.compile(rb"(?m)^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[")),
+    _NG_CANDIDATES, decode_nginx, _count_regex(re.compile(rb"(?m)^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[")),
     description="nginx error.log",
 )
 
