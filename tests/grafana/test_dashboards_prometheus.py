@@ -6,19 +6,19 @@ The world: `tlsfront serve` (workers, the `pki` fixture's certificates, the demo
 and the Debian `prometheus`, configured from conf/prometheus.yml (scrape interval shortened to 1 s, targets
 replaced) with conf/alerts.yml. Traffic includes every failure kind: a refused protocol, no shared cipher, a
 client rejecting our CA, a missing client certificate, plain HTTP, a dead backend; plus a TLS 1.0 client on a
-legacy vhost, session resumption and a configuration reload (SIGHUP).
+legacy vhost, session resumption, a configuration reload (SIGHUP) and a worker killed (the master restarts it).
 
-Then every panel query (and annotation), with the variables substituted as Grafana would ($vhost -> a real vhost,
-$instance -> the scrape target, $__rate_interval -> 1m, $__range -> 1h), goes to Prometheus's HTTP API
-(query_range for graphs, query for instant targets) and must return at least one series; every metric name a
-query or an alert rule uses must be on one of the two scraped /metrics pages; the variables' label_values queries
-must find the vhost and instance; every alert rule must evaluate without error, and the ones this traffic
-provokes must be pending (their `for:` is longer than the test).
+Then every panel query (and annotation), with the variables substituted as Grafana would ($vhost -> All, and
+then each real vhost in turn; $instance -> the scrape target, $__rate_interval -> 1m, $__range -> 1h), goes to
+Prometheus's HTTP API (query_range for graphs, query for instant targets) and must return at least one series;
+some panels must show the traffic's exact counts; every metric name a query or an alert rule uses must be on
+one of the two scraped /metrics pages; the variables' label_values queries must find the vhosts and instance;
+every alert rule must evaluate without error, and the ones this traffic provokes must be pending (their `for:`
+is longer than the test). About 20 s.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
