@@ -760,8 +760,11 @@ class FrontendProtocol(Protocol):
         self._write_simple(status, ERROR_BODIES.get(status, b"Error.\n"))
 
     def _write_simple(self, status: int, body: bytes, extra=None) -> None:
+        http10 = self.quirks.force_response_1_0
+        if http10 and self._keep:  # an HTTP/1.0 response persists only with "keep-alive" (RFC 9112 9.3)
+            extra = [*(extra or ()), (b"Connection", b"keep-alive")]
         data = http1.simple_response(status, body, close=not self._keep, extra=extra,
-                                     version=b"1.0" if self.quirks.force_response_1_0 else b"1.1")
+                                     version=b"1.0" if http10 else b"1.1")
         self._status = status
         self._bytes_out += len(data)
         self._body_out += len(body)
