@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import stat as stat_mod
 import sys
 import threading
@@ -63,6 +64,7 @@ from .positions import (
     joiner_keys_to_json,
 )
 from .scan import DETECT_BYTES, _finish_ctx, process_chunks
+from .sources import compression_of
 from .store import FileStats, Store
 from .timeparse import Clock
 
@@ -74,6 +76,8 @@ MAX_LINE_BYTES = 1 << 20
 CLOSED_MEMORY = 10000
 
 Key = tuple[int, int]
+#: rotated files that logrotate compressed (``compress``): never followed
+_COMPRESSED_NAME = re.compile(r"\.(?:gz|bz2|xz|zst|lzma)$")
 
 
 @dataclass
@@ -158,7 +162,8 @@ class Follower:
         self.files: dict[Key, Tracked] = {}
         self.by_path: dict[str, Tracked] = {}
         self.closed: dict[Key, _Closed] = {}
-        self.copies: set[Key] = set()  # copies of files we read (copytruncate), never read themselves
+        #: never read: copies of files we read (copytruncate), and compressed files (a glob matching error.log.2.gz)
+        self.copies: set[Key] = set()
         self._sources: dict[int, str] = {}  # file index -> source, for events whose first line was in that file
         self._gone: dict[str, Tracked] = {}  # names whose file vanished, and that file
         self._resume: dict[Key, FileEntry] = {}
@@ -316,6 +321,9 @@ class Follower:
             self._fail(path, f"cannot open: {exc.strerror or exc}")
             return None
         self._failed.pop(path, None)
+        if _COMPRESSED_NAME.search(path) or compression_of(os.pread(fd, 8, 0)) is not None:
+            self._ignore_compressed(path, key, fd)
+            return None
         st2 = os.fstat(fd)
         if (st2.st_dev, st2.st_ino) != key:  # replaced between our stat and open: look again next poll
             os.close(fd)
@@ -346,6 +354,12 @@ class Follower:
             t.offset = t.read_to = st.st_size
             t.fp_len, t.fp = fingerprint_fd(fd, min(FP_BYTES, st.st_size))
         return t
+
+    def _ignore_compressed(self, path: str, key: Key, fd: int) -> None:
+        self.copies.add(key)
+        os.close(fd)
+        self._warn(path, "compressed: not followed (a rotated file is read before it is compressed; "
+                   "`tlslog scan` and `tlslog backfill` read archives)")
 
     def _restore(self, t: Tracked, fe: FileEntry) -> None:
         t.offset = t.read_to = fe.offset
@@ -423,6 +437,13 @@ class Follower:
                 data = os.pread(t.fd, min(size - start, READ_BYTES), start)
                 if not data:
                     break
+                if start == 0 and compression_of(data[:8]) is not None:  # it was empty when we opened it
+                    self._ignore_compressed(t.path, t.key, t.fd)
+                    del self.files[t.key]
+                    if self.by_path.get(t.path) is t:
+                        del self.by_path[t.path]
+                    t.stream.users -= 1
+                    return got
                 t.read_to += len(data)
                 got += len(data)
                 if t.fp_len < FP_BYTES:

@@ -398,3 +398,28 @@ def test_event_cut_by_a_rotation_while_stopped_is_one_event(tmp_path: Path, cloc
     assert nonzero(f2.store.category_totals()) == dict(truth)
     assert f2.rotations["rename"] == 1
     assert f2.store.total_lines == 502
+
+
+def test_compressed_rotated_files_matched_by_a_glob_are_not_followed(tmp_path: Path, clock: FakeClock) -> None:
+    import gzip
+
+    lines, truth = corpus(600)
+    append(tmp_path / "error.log", lines)
+    with gzip.open(tmp_path / "error.log.2.gz", "wt") as f:
+        f.write("".join(corpus(300, seed=8)[0]))
+    (tmp_path / "error.log.3").write_bytes(gzip.compress(b"compressed without the suffix\n"))
+    said: list[tuple[str, str]] = []
+    f = Follower(FollowOptions([str(tmp_path / "error.log*")], tz=TZ), clock=clock,
+                 warn=lambda p, m: said.append((p, m)))
+    (tmp_path / "error.log.4.gz").write_bytes(b"")  # gzip creates its file empty, then writes
+    f.poll()
+    (tmp_path / "error.log.4.gz").write_bytes(gzip.compress(b"x\n"))
+    (tmp_path / "error.log.5").write_bytes(b"")
+    f.poll()
+    (tmp_path / "error.log.5").write_bytes(gzip.compress(b"y\n"))
+    settle(f, clock)
+    assert nonzero(f.store.category_totals()) == dict(truth)
+    assert f.store.total_lines == 600
+    assert sorted(Path(p).name for p, m in said if m.startswith("compressed: not followed")) == [
+        "error.log.2.gz", "error.log.3", "error.log.4.gz", "error.log.5"]
+    assert f.files_followed == 1
