@@ -78,9 +78,11 @@ def test_scrape_jobs_and_rule_files() -> None:
 def test_the_issue_s_alerts_exist_with_remedies() -> None:
     rules = {r["alert"]: r for r in _rules()}
     # certificate expiring within 14 days, handshake failure ratio high, a backend down,
-    # plain-HTTP-on-TLS-port spike, analyzer not reading (and the two "cannot scrape" alerts that guard them)
+    # plain-HTTP-on-TLS-port spike, analyzer not reading; the two "cannot scrape" alerts that guard them; a
+    # refused reload (a renewed certificate not in use) and a worker crash loop
     assert {"TLSCertificateExpiringSoon", "TLSHandshakeFailureRatioHigh", "TLSBackendDown",
-            "TLSPlainHTTPOnTLSPortSpike", "TLSLogNotReading", "TLSLogDown", "TLSFrontDown"} == set(rules)
+            "TLSPlainHTTPOnTLSPortSpike", "TLSLogNotReading", "TLSLogDown", "TLSFrontDown",
+            "TLSFrontReloadFailed", "TLSFrontWorkersRestarting"} == set(rules)
     assert "14 * 86400" in rules["TLSCertificateExpiringSoon"]["expr"]
     for name, r in rules.items():
         assert r["labels"]["severity"] in ("critical", "warning"), name
