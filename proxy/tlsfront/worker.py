@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15  # the 15-byte name `top` and `ps -o comm` show
 SNAPSHOT_INTERVAL_SECONDS = 1.0
 
 
@@ -69,12 +70,14 @@ def _reset_process_state(h: Handover) -> None:
             pass
 
 
-def _die_with_master(master_pid: int) -> None:
+def _die_with_master(master_pid: int, name: str = "tlsfront worker") -> None:
     """SIGTERM (a graceful stop) when the master dies, even by SIGKILL. Called after the
-    privileges are dropped: changing credentials clears the parent-death signal."""
+    privileges are dropped: changing credentials clears the parent-death signal.
+    Also names the process (`top`: "tlsfront w3")."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
     if os.getppid() != master_pid:  # the master died before prctl()
@@ -141,7 +144,7 @@ def run(h: Handover) -> int:
     if writer is not None:
         snapshot()  # also exercises the snapshot path once with every module at hand
     _drop_privileges(h.uid, h.gid)
-    _die_with_master(master_pid)
+    _die_with_master(master_pid, f"tlsfront w{h.index}")
     reactor.run(installSignalHandlers=False)
     if writer is not None:
         snapshot()
@@ -213,7 +216,7 @@ def aux_main(setup: Any, close_fds: list[int], uid: int | None, gid: int | None)
         reactor.callWhenRunning(started)
         _preload()
         _drop_privileges(uid, gid)
-        _die_with_master(master_pid)
+        _die_with_master(master_pid, "tlsfront helper")
         reactor.run()
         status = 0
     except BaseException as exc:  # noqa: BLE001 - never fall back into the master loop
