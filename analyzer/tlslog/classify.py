@@ -47,6 +47,9 @@ MERGES: frozenset[tuple[str, str]] = frozenset(
         ("ngx_upstream", "ngx_upstream"),  # nginx tries the next upstream for the same request
     }
 )
+#: categories that make a post-handshake ("late") error an event
+LATE_CAUSES: frozenset[str] = frozenset({"client_rejected_cert", "protocol_mismatch", "no_shared_cipher",
+                                         "client_cert_missing", "client_cert_invalid", "plain_http_on_tls_port"})
 #: kinds that may merge into an earlier group (so a block cannot decide them alone)
 MAY_MERGE: frozenset[str] = frozenset(second for _, second in MERGES)
 
@@ -98,6 +101,14 @@ class Group:
     def category(self) -> str:
         return self.strong or self.weak or "other_tls_error"
 
+    @property
+    def counts(self) -> bool:
+        """Whether this group is an event. A group opened by an error AFTER the handshake (mod_ssl's AH01991-
+        AH01994 "SSL input filter read failed", "SSL library error 1 reading data") is only one when OpenSSL names
+        a definite cause, e.g. a client rejecting the certificate late; a peer closing without close_notify
+        ("unexpected eof while reading") is ordinary traffic, not a failed connection."""
+        return self.first.kind != "late" or self.strong in LATE_CAUSES
+
 
 def _near(a: float | None, b: float | None) -> bool:
     return a is None or b is None or abs(a - b) <= WINDOW_SECONDS
@@ -125,7 +136,7 @@ def step(open_group: Group | None, rec: Record, emit: Emit) -> Group | None:
             open_group.last_head = rec
             open_group.absorb(rec)
             return open_group
-        if open_group is not None:
+        if open_group is not None and open_group.counts:
             emit(open_group)
         return Group.start(rec)
     # CONT
@@ -135,6 +146,11 @@ def step(open_group: Group | None, rec: Record, emit: Emit) -> Group | None:
     if rec.category is not None:  # an orphan continuation that still names a cause: one event on its own
         emit(Group.start(rec))
     return open_group
+
+
+def _close(state: Group | None, emit: Emit) -> None:
+    if state is not None and state.counts:
+        emit(state)
 
 
 @dataclass(slots=True)
@@ -196,8 +212,7 @@ class Joiner:
                 continue
             state = replay(ka.open, kb.prefix, self.emit)
             if kb.resolved:
-                if state is not None:
-                    self.emit(state)
+                _close(state, self.emit)
                 state = kb.open
             ka.open = state
 
@@ -206,9 +221,7 @@ class Joiner:
         for ks in self.keys.values():
             state = replay(None, ks.prefix, self.emit)
             if ks.resolved:
-                if state is not None:
-                    self.emit(state)
+                _close(state, self.emit)
                 state = ks.open
-            if state is not None:
-                self.emit(state)
+            _close(state, self.emit)
         self.keys.clear()

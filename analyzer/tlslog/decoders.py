@@ -84,6 +84,7 @@ _AP_LINE = re.compile(
     r"\[(?:(?P<module>[\w-]*):)?(?P<level>[a-z]+\d?)\] "
     r"(?:\[pid (?P<pid>\d+)(?::tid (?P<tid>\d+))?\] )?"
     r"(?:[\w.-]+\.c\(\d+\): )?"
+    r"(?:\[(?:client|remote) [^\]]*\] )*"
     r"(?:\((?P<errno>-?\d+)\)(?P<errtext>[^:\[]*): )?"
     r"(?:\[(?:client|remote) [^\]]*\] )*"
     r"(?P<msg>.*)",
@@ -96,7 +97,7 @@ _SERVER = re.compile(r"\(server ([^)\s]+)\)|\bvhost[= ]([^\s,;)]+)|key (\S+?):\d
 # field) starts with one of these words. Slower (the "] " prefix is frequent) but 2.2 logs are rarely huge.
 _AP_CANDIDATES_LEGACY = re.compile(
     rb"\] (?:\(-?\d+\)[^:\n]*: )?(?:\[(?:client|remote) [^\]\n]*\] )*(?:AH\d{5}: |TLSF\d{4}: )?"
-    rb"(?:SSL (?:Library Error|library error|handshake)|Init: |mod_ssl: |Certificate (?:Verification|and private key)"
+    rb"(?:SSL (?:Library Error|library error|handshake|input filter|output filter)|Init: |mod_ssl: |Certificate (?:Verification|and private key)"
     rb"|Failed to |Unable to|Cannot |Can't |Couldn't |Could not |Fatal error initialising"
     rb"|Re-negotiation handshake|Request handshake read timeout|ap_proxy_connect_backend disabling"
     rb"|(?:proxy: )?(?:[\w-]+: )?(?:attempt to connect|failed to make connection|disabled connection"
@@ -106,6 +107,7 @@ _AP_CANDIDATES_LEGACY = re.compile(
 #: each means. IDs whose number we could not confirm are listed by text in TEXT_RULES and by number here when known.
 AH_CANDIDATE_IDS = (
     "02008", "01996", "02007", "02006", "02039", "02040", "02261", "01382",  # handshake failures
+    "01991", "01992", "01993", "01994",  # errors after the handshake (late)
     "02565", "02580", "02578", "02202", "02579", "02203", "02561", "02562", "02572", "02564", "02312",  # startup
     "00023", "00024", "01874", "00804", "02026",  # mutex, session cache
     "00957", "00959", "01114", "00940", "01102", "00898",  # mod_proxy
@@ -184,19 +186,25 @@ R_STATUS = _r(r"error reading status line from remote server", HEAD, "solo", "ba
               timeout_category="backend_timeout")
 R_READERR = _r(r"Error reading from remote server", CONT, "cont", None, False)
 R_SYSTEM = _r(r"^System: ", CONT, "cont", None, False)
+# errors after the handshake (ssl_engine_io.c): AH01991/AH01993 (syscall) and AH01992/AH01994 (with SSL Library
+# Error lines). They open a "late" group so that their library-error lines do not stick to an earlier handshake
+# failure of the same thread; the group is an event only for a definite cause (classify.Group.counts).
+R_LATE = _r(r"^SSL (?:input filter read failed|output filter write failed|library error \d+ (?:reading|writing) data)",
+            HEAD, "late", None, False)
 
 #: 2.4 message IDs -> rule (a shortcut; the rule's pattern is still checked)
 AH_RULES: dict[str, Rule] = {
     "AH02008": R_HS, "AH01996": R_HTTP, "AH02007": R_INT, "AH02006": R_STOP, "AH02039": R_VERIFY,
     "AH02040": R_VERIFY, "AH02261": R_RENEG, "AH01382": R_REQTO, "AH02565": R_KEYMIS, "AH02580": R_PP_BAD,
     "AH00023": R_MUTEX, "AH00957": R_PROXY_TRY, "AH00959": R_PROXY_DIS, "AH01114": R_PROXY_FAIL,
-    "AH00940": R_PROXY_OFF, "AH01102": R_STATUS, "AH00898": R_READERR, "AH02561": R_CERTF, "AH02572": R_CERTF,
+    "AH00940": R_PROXY_OFF, "AH01102": R_STATUS, "AH00898": R_READERR, "AH01991": R_LATE, "AH01992": R_LATE,
+    "AH01993": R_LATE, "AH01994": R_LATE, "AH02561": R_CERTF, "AH02572": R_CERTF,
     "AH02564": R_ENCKEY, "AH02312": R_FATAL, "AH02026": R_SCACHE_LOCK, "AH02562": R_CERTF, "AH02579": R_PP_NF,
     "AH02203": R_PP_NF, "AH01874": R_SCACHE, "AH00804": R_SCACHE,
 }
 #: text rules, in order (2.0/2.2 lines have no IDs; 2.4 IDs not in AH_RULES fall back here)
 TEXT_RULES: tuple[Rule, ...] = (
-    R_SSLERR, R_HS, R_HTTP, R_INT, R_STOP, R_VERIFY, R_RENEG, R_REQTO, R_MUTEX, R_PRNG, R_PRNG_TMP, R_PP_BAD, R_PP_NF,
+    R_SSLERR, R_LATE, R_HS, R_HTTP, R_INT, R_STOP, R_VERIFY, R_RENEG, R_REQTO, R_MUTEX, R_PRNG, R_PRNG_TMP, R_PP_BAD, R_PP_NF,
     R_KEYMIS, R_RSAKEY, R_ENCKEY, R_CERTF, R_FATAL, R_SCACHE_LOCK, R_SCACHE, R_PROXY_DIS, R_PROXY_TRY, R_PROXY_FAIL,
     R_PROXY_OFF, R_STATUS, R_READERR, R_SYSTEM,
 )
@@ -298,6 +306,7 @@ def _decode_tlsf(code: str, body: str, key, m: re.Match, pos: int, line: bytes, 
 #: the fixed part of an Apache error-log line, on bytes (the hot path decodes no text it does not need)
 _AP_HEAD = re.compile(
     rb"\[([^\]]{19,40})\] \[(?:[\w-]*:)?[a-z]+\d?\] (?:\[pid (\d+)(?::tid (\d+))?\] )?(?:[\w.-]+\.c\(\d+\): )?"
+    rb"(?:\[(?:client|remote) [^\]]*\] )*"  # 2.0/2.2 write the client before the errno text, 2.4 after it
     rb"(?:\((-?\d+)\)([^:\[]*): )?(?:\[(?:client|remote) [^\]]*\] )*")
 _AH_RULES_B = {k.encode(): v for k, v in AH_RULES.items()}
 _LIBERR_MSG = b"] SSL Library Error"

@@ -96,6 +96,17 @@ def test_orphan_continuation_stands_alone_and_unknown_is_dropped():
     assert cats(run([C(None, pos=1)])) == {}
 
 
+def test_errors_after_the_handshake_count_only_with_a_definite_cause():
+    # AH02008 + no shared cipher, later on the same thread AH01992 + unexpected eof (a client closing without
+    # close_notify): one event; the eof line must not become an event of its own nor change the first one
+    recs = [H("conn", "other_tls_error", pos=1), C("no_shared_cipher", pos=2),
+            H("late", None, t=30.0, pos=3), C("handshake_eof_or_reset", pos=4)]
+    assert cats(run(recs)) == {"no_shared_cipher": 1}
+    late_alert = [H("late", None, pos=1), C("client_rejected_cert", pos=2)]
+    assert cats(run(late_alert)) == {"client_rejected_cert": 1}
+    assert cats(run([H("late", None, pos=1)])) == {}
+
+
 def test_continuation_far_in_time_does_not_join():
     recs = [H("conn", "other_tls_error", t=0.0, pos=1), C("no_shared_cipher", t=60.0, pos=2)]
     assert cats(run(recs)) == {"other_tls_error": 1, "no_shared_cipher": 1}
@@ -103,8 +114,9 @@ def test_continuation_far_in_time_does_not_join():
 
 # -- property: any split gives the same result ------------------------------------------------------------------
 
-KINDS = ["conn", "pre", "startup", "proxy_try", "proxy_fail", "ngx_upstream", "solo"]
-CATS = [None, "other_tls_error", "client_rejected_cert", "no_shared_cipher", "passphrase_failure"]
+KINDS = ["conn", "pre", "startup", "proxy_try", "proxy_fail", "ngx_upstream", "solo", "late"]
+CATS = [None, "other_tls_error", "client_rejected_cert", "no_shared_cipher", "passphrase_failure",
+        "handshake_eof_or_reset"]
 
 
 @st.composite

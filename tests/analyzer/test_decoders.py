@@ -34,6 +34,10 @@ CASES = [
      "local issuer certificate", HEAD, "client_cert_invalid"),
     ("apache_error", AP24 + "[client 127.0.0.1:5] AH01964: Connection to child 1 established (server a:443)",
      None, None),
+    # after the handshake (ssl_engine_io.c); the 2019 httpd users@ list report shows AH01991 with errno 70007
+    ("apache_error", AP24 + "(70007)The timeout specified has expired: [client 127.0.0.1:5] AH01991: SSL input "
+     "filter read failed.", HEAD, None),
+    ("apache_error", AP24 + "[client 127.0.0.1:5] AH01992: SSL library error 1 reading data", HEAD, None),
     # mod_proxy (2.4)
     ("apache_error", "[Fri Nov 27 10:50:55.000000 2026] [proxy:error] [pid 1:tid 2] (111)Connection refused: "
      "AH00957: HTTP: attempt to connect to 127.0.0.1:9 (127.0.0.1:9) failed", HEAD, "backend_unavailable"),
@@ -64,6 +68,8 @@ CASES = [
     ("apache22_error", "[Wed Oct 11 14:32:52 2000] [info] [client 1.2.3.4] SSL library error 1 in handshake "
      "(server www.example.com:443)", HEAD, "other_tls_error"),
     ("apache22_error", AP22 + "Init: Pass phrase incorrect", HEAD, "passphrase_failure"),
+    ("apache22_error", "[Tue Jan 26 16:06:29 2016] [info] [client 172.16.2.176] (70014)End of file found: SSL input "
+     "filter read failed.", HEAD, None),
     ("apache22_error", AP22 + "Unable to configure RSA server private key", HEAD, "key_cert_mismatch"),
     ("apache22_error", AP22 + "(111)Connection refused: proxy: HTTP: attempt to connect to 127.0.0.1:8080 "
      "(localhost) failed", HEAD, "backend_unavailable"),

@@ -281,3 +281,18 @@ def _scan_bytes(data: bytes, sizes: list[int], block_size: int) -> tuple:
 def test_any_chunking_of_any_corpus_file_gives_the_same_result(which, sizes, block):
     name, data = SAMPLES[which % len(SAMPLES)]
     assert _scan_bytes(data, sizes, block) == _scan_bytes(data, [len(data) or 1], 4 << 20), name
+
+
+def test_late_errors_do_not_count_or_stick_to_earlier_failures(tmp_path):
+    """OpenSSL 3 reports a client that closes without close_notify as "unexpected eof while reading" AFTER the
+    handshake (AH01992 + SSL Library Error): ordinary traffic, not a failed connection."""
+    ap = "[Fri Nov 27 10:50:52.123456 2026] [ssl:info] [pid 1:tid 2] "
+    later = "[Fri Nov 27 10:59:00.000000 2026] [ssl:info] [pid 1:tid 2] "
+    (tmp_path / "error_log").write_text(
+        ap + "[client 127.0.0.1:5] AH02008: SSL library error 1 in handshake (server a:443)\n"
+        + ap + "SSL Library Error: error:0A000102:SSL routines::unsupported protocol\n"
+        + later + "[client 127.0.0.1:6] AH01992: SSL library error 1 reading data\n"
+        + later + "SSL Library Error: error:0A000126:SSL routines::unexpected eof while reading\n"
+        + later + "(70014)End of file found: [client 127.0.0.1:7] AH01991: SSL input filter read failed.\n")
+    result = scan(ScanOptions([str(tmp_path / "error_log")], tz="UTC"))
+    assert events_of(result) == {"protocol_mismatch": 1}
