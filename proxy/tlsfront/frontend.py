@@ -266,6 +266,9 @@ class FrontendProtocol(Protocol):
         self._hs_timed_out = False
         self.requests = 0
         self.hello = None  # sniff.ClientHello, set by listeners.PortProtocol before the handshake
+        # The last request's TLS shutdown mode is the connection's, also for a close after it
+        # (keep-alive timeout, drain), as mod_ssl's ssl_configure_env moves it to the conn_rec.
+        self._shutdown_mode = shutdown.STANDARD
         self._reset_exchange()
 
     def _reset_exchange(self) -> None:
@@ -497,6 +500,7 @@ class FrontendProtocol(Protocol):
         quirks_rules = env.quirks
         if quirks_rules:
             self.quirks = quirks_rules.for_request(req.headers, self.peer[0], req.target)
+            self._shutdown_mode = self.quirks.shutdown
         vhost = site.vhost
         if vhost.redirect_to_https:
             self._redirect(b"https://" + vhost.redirect_to_https.encode("idna") + req.target)
@@ -866,7 +870,7 @@ class FrontendProtocol(Protocol):
         if abort:
             transport.abortConnection()
             return
-        mode = mode or self.quirks.shutdown
+        mode = mode or self._shutdown_mode
         shutdown.close(transport, mode)
         if mode == shutdown.ACCURATE:
             self.env.reactor.callLater(ACCURATE_SHUTDOWN_WAIT_SECONDS, _abort_if_open, transport)

@@ -70,6 +70,14 @@ pattern = "^127\\\\.0\\\\.0\\\\.1$"
 negate = true
 set = ["force-response-1.0"]
 
+[[quirk]]   # 5: unclean shutdown without nokeepalive: the connection may idle before it closes
+attribute = "User-Agent"
+pattern = "^KeepUnclean/"
+set = ["ssl-unclean-shutdown"]
+
+[timeouts]
+client_keepalive_seconds = 1
+
 [[vhost]]
 listen = "127.0.0.1:{p_tls}"
 server_name = "localhost"
@@ -184,6 +192,19 @@ def test_accurate_shutdown_wait_is_bounded(front):
     assert end.close_notify and end.fin, end
     waited = end.fin_at - end.close_notify_at
     assert ACCURATE_SHUTDOWN_WAIT_SECONDS - 0.5 < waited < ACCURATE_SHUTDOWN_WAIT_SECONDS + 2, waited
+
+
+@pytest.mark.parametrize("ua,close_notify", [(MODERN, True), ("KeepUnclean/1.0", False)],
+                         ids=["standard", "unclean"])
+def test_shutdown_mode_holds_for_the_keepalive_close(front, ua, close_notify):
+    """mod_ssl sets the shutdown type on the *connection* when a request names one
+    (ssl_engine_kernel.c, ssl_configure_env), so it also governs the close at the
+    keep-alive timeout, after the request that asked for it is over."""
+    with front.client() as c:
+        r = c.exchange(get("/bytes/5/idle-" + ua.split("/")[0], ua))
+        assert r.connection is None and c.stays_open()  # kept alive: no nokeepalive here
+        end = c.wait_closed(timeout=4.0)  # client_keepalive_seconds = 1
+    assert end.fin and end.close_notify == close_notify, end
 
 
 # -- rule semantics, each proved by the access log and the bytes ------------------------------------
