@@ -43,6 +43,7 @@ _REQUEST_DROP = HOP_BY_HOP | {b"content-length", b"expect", b"client-cert", b"cl
                               b"x-forwarded-port"}
 _FORWARDED = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port")
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}
+_OWS = (b" ", b"\t")
 
 
 def connection_tokens(headers: Iterable[Header]) -> set[bytes]:
@@ -90,6 +91,10 @@ def forward_request_headers(headers: list[Header], *, peer_ip: bytes, proto: byt
                 continue
         if lname == b"host" and host is not None:
             value = host
+        elif value[-1:] in _OWS:
+            # llhttp keeps trailing whitespace in values; RFC 9112 5 says it is not part of
+            # the value, and `Host: a ` vs `Host: a` is a routing difference downstream.
+            value = value.rstrip(b" \t")
         out.append((name, value))
     if connection_named:
         out = [(n, v) for n, v in out if n.lower() not in connection_named]
