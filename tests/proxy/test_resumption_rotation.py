@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -82,8 +83,13 @@ def test_rotation_ends_old_tickets_and_refuses_no_request(pki, tmp_path):
             stack.wait(lambda: len(load.results) >= n + 5, "requests after the rotations")
         assert not load.failures, load.failures
         # The old generations drained: the ticket's keys are gone.
+        misses = f'tlsfront_tls_session_cache_misses_total{{vhost="localhost:{ports["p_tls"]}"}}'
+        time.sleep(1.2)
+        before = stack.metric(misses)
         _s, reused, header = _get(pki, ports["p_tls"], session)
         assert (reused, header) == (False, "Initial")
+        # The client offered the ticket (lifetime hint 300 s): a cache miss.
+        stack.wait(lambda: stack.metric(misses) == before + 1, "one session-cache miss")
         fresh, _r, _h = _get(pki, ports["p_tls"])
         assert _get(pki, ports["p_tls"], fresh)[1:] == (True, "Resumed")
         log = stack.error_log()
