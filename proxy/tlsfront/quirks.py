@@ -92,7 +92,8 @@ class QuirkRules:
                     for n, v in headers:
                         lowered.setdefault(n.decode("latin-1").lower(), v.decode("latin-1"))
                 value = lowered.get(rule.attribute)
-            matched = value is not None and rule.regex.search(value) is not None
+            # mod_setenvif matches a missing field as "" (so "^$" catches it).
+            matched = rule.regex.search(value if value is not None else "") is not None
             if matched != rule.negate:
                 active.update(rule.set)
                 active.difference_update(rule.unset)

@@ -75,6 +75,11 @@ attribute = "User-Agent"
 pattern = "^KeepUnclean/"
 set = ["ssl-unclean-shutdown"]
 
+[[quirk]]   # 6: no User-Agent at all: SetEnvIf matches a missing field as "" (mod_setenvif.c)
+attribute = "User-Agent"
+pattern = "^$"
+set = ["nokeepalive"]
+
 [timeouts]
 client_keepalive_seconds = 1
 
@@ -237,6 +242,16 @@ def test_rules_in_order_on_the_wire(front, ua, path, source, expected):
     marker = path.split("?", 1)[0].rsplit("/", 1)[1]
     assert front.quirks_logged("/" + marker) == expected
     check_response_matches_quirks(r, kept, end, expected)
+
+
+def test_missing_header_matches_as_empty_string(front):
+    """mod_setenvif: "A NULL value indicates that the header field ... wasn't present ...
+    Represent that as an empty string so that REs like "^$" will work"."""
+    with front.client() as c:
+        r = c.exchange(b"GET /bytes/4/no-ua HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        end = c.wait_closed()
+    assert r.connection == "close" and end.fin and end.close_notify_before_fin
+    assert front.quirks_logged("/no-ua ") == ("nokeepalive",)
 
 
 def check_response_matches_quirks(r: Response, kept: bool, end, quirks: tuple[str, ...]) -> None:
