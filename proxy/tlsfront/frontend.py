@@ -503,7 +503,8 @@ class FrontendProtocol(Protocol):
             self._shutdown_mode = self.quirks.shutdown
         vhost = site.vhost
         if vhost.redirect_to_https:
-            self._redirect(b"https://" + vhost.redirect_to_https.encode("idna") + req.target)
+            path = req.target if req.target[:1] == b"/" else b"/"  # "OPTIONS *" has no path to keep
+            self._redirect(b"https://" + vhost.redirect_to_https.encode("idna") + path)
             return
         if site.suffix_redirects is not None:
             location = suffix_redirect(site, req.target)

@@ -242,3 +242,12 @@ def test_http10_redirect_kept_alive_says_so(front):
     assert first.get("connection") == ["keep-alive"], first
     assert "Re-using existing connection" in r.verbose
     assert second.get("connection") == ["close"], second
+
+
+def test_asterisk_form_redirects_to_the_root(front):
+    """`OPTIONS *` (RFC 9112 3.2.4) has no path to keep: the Location must still be a URI."""
+    p = front.ports
+    r = front.curl(f"http://{NAME}:{p['p_http']}/", "-X", "OPTIONS", "--request-target", "*")
+    assert r.status == 301 and r.one("Location") == f"https://{NAME}:{p['p_tls']}/"
+    r = front.curl(f"http://{NAME}:{p['p_http']}/", "--request-target", f"http://{NAME}:{p['p_http']}/abs?q=1")
+    assert r.one("Location") == f"https://{NAME}:{p['p_tls']}/abs?q=1"  # absolute-form: its path kept
