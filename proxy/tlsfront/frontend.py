@@ -77,10 +77,11 @@ class Hooks:
 
     `error(key, client, **fields)` -> error log (logformat.MESSAGES keys);
     `access(...)`, `ssl_request(...)` -> access log and ssl_request_log;
-    `event(name, *args)` -> the metrics object's method `name`, if it has one
-    (connection_opened/closed, handshake_ok/failed, request_done,
-    backend_request, backend_error, backend_up).
-    Either may be None: nothing is logged or counted.
+    `event(name, *args, **kwargs)` -> the metrics object's method `name`
+    (connection_opened/closed, handshake_ok/failed, cache_miss, request_done,
+    request_rejected, backend_request, backend_error, backend_up, backend_connections).
+    Either may be None: nothing is logged or counted. A name the metrics object
+    lacks is a programming error and raises (a test checks every name used).
     """
 
     def __init__(self, logs=None, metrics=None) -> None:
@@ -108,15 +109,27 @@ class Hooks:
             self.logs.ssl_request(client_ip, facts.protocol, facts.cipher, request_line, body_bytes,
                                   handshake_seconds, facts.reused)
 
-    def event(self, name: str, *args) -> None:
+    def event(self, name: str, *args, **kwargs) -> None:
         method = self._methods.get(name)
         if method is None:
-            method = self._methods[name] = getattr(self.metrics, name, None) or _ignore
-        method(*args)
+            if self.metrics is None:
+                method = _ignore
+            else:
+                method = getattr(self.metrics, name, None)
+                if method is None:
+                    raise AttributeError(f"Hooks.event({name!r}): {type(self.metrics).__name__} has no "
+                                         f"method {name!r}; the event would be silently lost")
+            self._methods[name] = method
+        method(*args, **kwargs)
 
 
-def _ignore(*args) -> None:
+def _ignore(*args, **kwargs) -> None:
     pass
+
+
+def _offered(hello) -> str:
+    """The highest TLS version a parsed ClientHello offered (metrics: failed handshakes)."""
+    return hello.max_version_name if hello is not None else "unknown"
 
 
 class Site:
@@ -375,7 +388,7 @@ class FrontendProtocol(Protocol):
         failure = tlserrors.classify(reason, verify_error) if reason is not None else tlserrors.eof()
         hooks = self.env.hooks
         hooks.error(failure.log_key, self.peer, vhost=label, **failure.log_fields())
-        hooks.event("handshake_failed", label, failure)
+        hooks.event("handshake_failed", label, failure, protocol=_offered(self.hello))
 
     # -- timers --------------------------------------------------------------------
 
@@ -404,13 +417,15 @@ class FrontendProtocol(Protocol):
             env.hooks.error("handshake_timeout", self.peer, vhost=label,
                             seconds=f"{env.timeouts.client_handshake_seconds:g}")
             from . import tlserrors
-            env.hooks.event("handshake_failed", label, tlserrors.timeout(env.timeouts.client_handshake_seconds))
+            env.hooks.event("handshake_failed", label, tlserrors.timeout(env.timeouts.client_handshake_seconds),
+                            protocol=_offered(self.hello))
             self._hs_timed_out = True
             self.transport.abortConnection()
         elif kind == "header":
             if self.reader.in_message:
                 env.hooks.error("client_header_timeout", self.peer, vhost=label,
                                 seconds=f"{env.timeouts.client_header_seconds:g}")
+                env.hooks.event("request_rejected", label, 408)
                 self._answer_and_close(408)
             else:
                 self.transport.abortConnection()
@@ -419,6 +434,7 @@ class FrontendProtocol(Protocol):
         elif kind == "body":
             env.hooks.error("bad_request", self.peer, vhost=label, status=408,
                             problem=f"no request body byte for {env.timeouts.client_body_idle_seconds:g}s")
+            env.hooks.event("request_rejected", label, 408)
             if self.conn is not None:
                 self.conn.detach()
                 self.conn = None
@@ -471,7 +487,7 @@ class FrontendProtocol(Protocol):
     def _protocol_error(self, exc: http1.ProtocolError) -> None:
         label = (self.site or self._default_site).label if (self.site or self._default_site) else "-"
         self.env.hooks.error("bad_request", self.peer, vhost=label, problem=exc.detail, status=exc.status)
-        self.env.hooks.event("bad_request", label, exc.status)
+        self.env.hooks.event("request_rejected", label, exc.status)
         if self.conn is not None:
             self.conn.detach()
             self.conn = None
@@ -494,6 +510,8 @@ class FrontendProtocol(Protocol):
             self._cancel_timer()
         site = self._default_site if self.tls else self.resolve(self.local_ip, self.local_port, req.host)
         if site is None:
+            label = self._default_site.label if self._default_site else "-"
+            env.hooks.event("request_rejected", label, 421)
             self._answer_and_close(421)
             return
         self.site = site
@@ -543,7 +561,7 @@ class FrontendProtocol(Protocol):
     def _next_backend(self) -> None:
         backend = self._order.pop(0)
         self.backend = backend
-        self.env.pool.get(backend, self)
+        self.env.pool.get(backend, self, self.site.label)
 
     def _request_body(self, data: bytes) -> None:
         self._bytes_in += len(data)
@@ -663,7 +681,7 @@ class FrontendProtocol(Protocol):
                 # A kept-alive connection closed by the backend as we reused it
                 # (the keep-alive race, RFC 9112 9.3.1): retry on another one.
                 self._retries += 1
-                self.env.pool.get(self.backend, self)
+                self.env.pool.get(self.backend, self, self.site.label)
                 return
             label = self.site.label if self.site else "-"
             self.env.hooks.event("backend_error", label, str(self.backend), "reset")
@@ -768,6 +786,9 @@ class FrontendProtocol(Protocol):
         http10 = self.quirks.force_response_1_0
         if http10 and self._keep:  # an HTTP/1.0 response persists only with "keep-alive" (RFC 9112 9.3)
             extra = [*(extra or ()), (b"Connection", b"keep-alive")]
+        site = self.site
+        if site is not None and site.hsts is not None:  # RFC 6797 7.1: every HTTPS response
+            extra = [*(extra or ()), site.hsts]
         data = http1.simple_response(status, body, close=not self._keep, extra=extra,
                                      version=b"1.0" if http10 else b"1.1")
         self._status = status
@@ -786,7 +807,9 @@ class FrontendProtocol(Protocol):
         self._keep = False
         self._status = status
         body = ERROR_BODIES.get(status, b"Error.\n")
-        data = http1.simple_response(status, body, close=True)
+        site = self.site or self._default_site
+        hsts = [site.hsts] if site is not None and site.hsts is not None else None  # RFC 6797 7.1
+        data = http1.simple_response(status, body, close=True, extra=hsts)
         self._bytes_out += len(data)
         self._resp_head_sent = True
         self.transport.write(data)

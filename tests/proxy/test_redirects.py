@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpers import Proc, echo_lines, free_ports, start_backend, start_proxy
+from rawtls import RawTLSClient
 
 CURL = shutil.which("curl")
 NAME = "www.example.test"  # in the test server certificate's SANs
@@ -53,7 +54,15 @@ listen = "127.0.0.1:{p_tls}"
 server_name = "{name}"
 tls = true
 hsts_max_age_seconds = 600
+ssl_nossl_suffix_redirects = true
 backends = ["http://127.0.0.1:{b1}"]
+
+[[vhost]]   # HSTS, and no backend answers
+listen = "127.0.0.1:{p_tls_dead}"
+server_name = "{name}"
+tls = true
+hsts_max_age_seconds = 600
+backends = ["http://127.0.0.1:{dead}"]
 
 [[vhost]]   # plain HTTP on this TLS port gets a 301 (nginx's 497 behaviour)
 listen = "127.0.0.1:{p_tls_r}"
@@ -139,13 +148,13 @@ def parse(heads: bytes, body: bytes, verbose: str) -> Reply:
 @pytest.fixture(scope="module")
 def front(pki, tmp_path_factory):
     d = tmp_path_factory.mktemp("redirects")
-    names = ["b1", "p_http", "p_tls", "p_tls_r", "p_shop_http", "p_shop_tls"]
+    names = ["b1", "dead", "p_http", "p_tls", "p_tls_r", "p_shop_http", "p_shop_tls", "p_tls_dead"]
     ports = dict(zip(names, free_ports(len(names))))
     backend = start_backend(d, ports["b1"], name="b1")
     cfg = d / "tlsfront.toml"
     cfg.write_text(CONFIG.format(d=d, pki=pki, name=NAME, shop=SHOP, **ports))
-    proxy: Proc = start_proxy(d, cfg, [("127.0.0.1", ports[n]) for n in names[1:]])
-    yield Front(d, pki, {k: v for k, v in ports.items() if k != "b1"})
+    proxy: Proc = start_proxy(d, cfg, [("127.0.0.1", ports[n]) for n in names[2:]])
+    yield Front(d, pki, {k: v for k, v in ports.items() if k.startswith("p_")})
     code = proxy.stop()
     backend.stop()
     assert code == 0, proxy.output()
@@ -178,6 +187,20 @@ def test_hsts_on_every_https_response_of_the_vhost(front):
         assert r.status == 200 and r.one("Strict-Transport-Security") == "max-age=600", path
     r = front.curl(f"https://{SHOP}:{p['p_shop_tls']}/")  # a TLS vhost without hsts_max_age_seconds
     assert r.status == 200 and r.one("Strict-Transport-Security") is None
+
+
+def test_hsts_on_the_proxys_own_https_answers(front):
+    """RFC 6797 7.1: an HSTS host SHOULD include the header in every response over secure
+    transport, so also in the answers the proxy makes itself (redirects, 502, 400)."""
+    p = front.ports
+    r = front.curl(f"https://{NAME}:{p['p_tls']}/page:NOSSL")
+    assert r.status == 301 and r.one("Location") == f"http://{NAME}:{p['p_http']}/page"
+    assert r.one("Strict-Transport-Security") == "max-age=600"
+    r = front.curl(f"https://{NAME}:{p['p_tls_dead']}/")
+    assert r.status == 502 and r.one("Strict-Transport-Security") == "max-age=600"
+    with RawTLSClient("127.0.0.1", p["p_tls"], front.pki.ca_cert, server_hostname=NAME) as c:
+        bad = c.exchange(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+    assert bad.status == 400 and bad.header("Strict-Transport-Security") == "max-age=600"
 
 
 # -- the FAQ's :SSL / :NOSSL suffixes --------------------------------------------------------------------
