@@ -17,6 +17,8 @@ versions, Expect, Connection naming framing fields, Upgrade.
 
 from __future__ import annotations
 
+import time
+import urllib.request
 from dataclasses import dataclass
 
 import pytest
@@ -243,6 +245,7 @@ def _expected(case: Case, port: int) -> list[tuple[bytes, bytes]]:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_payload(front, recorder, case: Case):
     mark = recorder.mark()
+    log_before = len(front.error_log())
     with front.connect() as s:
         s.sendall(case.payload)
         reader = Reader(s)
@@ -273,6 +276,38 @@ def test_payload(front, recorder, case: Case):
     # Partial requests (a head sent before an error in the body) would show as leftovers
     # on a backend connection the proxy then closed; none of these payloads produce one.
     assert [c.leftover for c in conns if c.leftover] == []
+    # Every refusal is logged (TLSF0402, with the problem and the status answered), once.
+    refused = [st for st in case.statuses if st >= 400]
+
+    def logged() -> list[str]:
+        return [line for line in front.error_log()[log_before:].splitlines() if "TLSF0402" in line]
+    deadline = time.monotonic() + 3
+    while len(logged()) < len(refused) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [line.rsplit("answered ", 1)[1] for line in logged()] == [str(st) for st in refused]
+    PROBLEMS[case.id] = [line.split("): ", 1)[1].rsplit("; answered", 1)[0] for line in logged()]
+
+
+PROBLEMS: dict[str, list[str]] = {}  # case id -> logged problems (docs/hardening.md is drawn from them)
+
+
+def test_refusals_are_counted(front):
+    """Refusals count in tlsfront_http_requests_total by status class, like any answer."""
+    def count(code: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{front.admin_port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("tlsfront_http_requests_total{") and f'code="{code}"' in line:
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+    before = count("4xx")
+    for payload in (req(POST_A, cl(6), CHUNKED, body=b"0\r\n\r\nG"), req(GET, b"X: a\x00b"), b"GET /\r\n\r\n"):
+        with front.connect() as s:
+            s.sendall(payload)
+            assert Reader(s).answer().status == 400
+    deadline = time.monotonic() + 10  # the worker's snapshot reaches the master's /metrics
+    while count("4xx") < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert count("4xx") == before + 3
 
 
 def test_table_is_large_enough():
