@@ -317,3 +317,25 @@ backends = ["http://127.0.0.1:8081"]
                      r"\(did you mean 'ssl-unclean-shutdown'\?\)", err), err
     assert "unknown quirk 'keepalive'" in err and "use nokeepalive, downgrade-1.0" in err
     assert str(cfg) in err
+
+
+# -- docs/quirks.md says what the code does --------------------------------------------------------------
+
+def test_docs_quirk_example_loads_and_behaves_as_described(pki, tmp_path):
+    """The `[[quirk]]` example of docs/quirks.md passes the loader, and its prose holds."""
+    from tlsfront import config
+    from tlsfront.quirks import QuirkRules
+
+    doc = (Path(__file__).parents[2] / "docs" / "quirks.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", doc, re.S)
+    example = next(b for b in blocks if "[[quirk]]" in b)
+    cfg = tmp_path / "doc.toml"
+    cfg.write_text(f'[tls]\ncertificate = "{pki.server_cert}"\nkey = "{pki.server_key}"\n'
+                   + example + '[[vhost]]\nlisten = "127.0.0.1:8443"\ntls = true\n'
+                   'backends = ["http://127.0.0.1:8081"]\n')
+    rules = QuirkRules(config.load(cfg).quirks)
+    h = [(b"User-Agent", (MSIE_55 + " REFORMED").encode())]
+    assert rules.for_request(h, "10.1.2.3", b"/").names == ("downgrade-1.0", "force-response-1.0")
+    assert rules.for_request(h, "192.0.2.1", b"/").names == ("downgrade-1.0", "force-response-1.0",
+                                                            "ssl-accurate-shutdown")
+    assert rules.for_request([(b"User-Agent", MSIE_55.encode())], "10.0.0.7", b"/").names == ALL_FOUR
