@@ -341,3 +341,29 @@ def test_docs_quirk_example_loads_and_behaves_as_described(pki, tmp_path):
     assert rules.for_request(h, "192.0.2.1", b"/").names == ("downgrade-1.0", "force-response-1.0",
                                                             "ssl-accurate-shutdown")
     assert rules.for_request([(b"User-Agent", MSIE_55.encode())], "10.0.0.7", b"/").names == ALL_FOUR
+
+
+@pytest.mark.parametrize("conf", ["demo.toml", "tlsfront.toml"])
+def test_shipped_configs_carry_the_classic_rule_for_msie_2_to_5(conf):
+    """Issue 7: like Apache 2.2's httpd-ssl.conf (BrowserMatch "MSIE [2-5]"): MSIE 2-5 get the
+    four quirks; MSIE 6 and later keep HTTP/1.1, keep-alive and a clean TLS shutdown."""
+    import tomllib
+
+    from tlsfront.model import Quirk
+    from tlsfront.quirks import QuirkRules
+
+    data = tomllib.loads((Path(__file__).parents[2] / "conf" / conf).read_text())
+    rules = QuirkRules([Quirk(attribute=q["attribute"], pattern=q["pattern"],
+                              ignore_case=q.get("ignore_case", False), negate=q.get("negate", False),
+                              set=tuple(q.get("set", ())), unset=tuple(q.get("unset", ())))
+                        for q in data["quirk"]])
+
+    def names(ua: str) -> tuple[str, ...]:
+        return rules.for_request([(b"User-Agent", ua.encode())], "192.0.2.1", b"/").names
+
+    for ua in (MSIE_55, "Mozilla/2.0 (compatible; MSIE 3.02; Windows 95)",
+               "Mozilla/4.0 (compatible; MSIE 4.01; Windows NT)", "Mozilla/4.0 (compatible; MSIE 5.01; Windows NT 5.0)"):
+        assert names(ua) == ALL_FOUR, ua
+    for ua in ("Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)", "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 6.0)",
+               "Mozilla/5.0 (compatible; MSIE 10.0; Windows NT 6.1; Trident/6.0)", MODERN):
+        assert names(ua) == (), ua
