@@ -345,7 +345,7 @@ def test_docs_quirk_example_loads_and_behaves_as_described(pki, tmp_path):
 
 @pytest.mark.parametrize("conf", ["demo.toml", "tlsfront.toml"])
 def test_shipped_configs_carry_the_classic_rule_for_msie_2_to_5(conf):
-    """Issue 7: like Apache 2.2's httpd-ssl.conf (BrowserMatch "MSIE [2-5]"): MSIE 2-5 get the
+    """Issue 7: like Apache's httpd-ssl.conf (BrowserMatch "MSIE [2-5]"): MSIE 2-5 get the
     four quirks; MSIE 6 and later keep HTTP/1.1, keep-alive and a clean TLS shutdown."""
     import tomllib
 
