@@ -27,6 +27,11 @@ the connection dies first. After `backend_end` the sink gives the connection
 back with `release(reusable)`.
 
 Idle connections close after `backend_idle_seconds` (model.Timeouts).
+
+Connections in use (tlsfront_backend_connections_in_use): a connection is
+checked out when it is handed to a sink (`backend_connected`) and returned by
+`release`, `detach` or its loss, whichever comes first; the pool counts them per
+(vhost, backend) and reports each change through `on_in_use(vhost, backend, n)`.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class BackendConnection(Protocol):
         self.connected_sink = None  # who waits for connectionMade
         self.lost = False
         self._head_request = False
+        self.in_use_key: tuple[str, Backend] | None = None  # (vhost, backend) while checked out
 
     # -- Twisted ----------------------------------------------------------
 
@@ -112,6 +118,7 @@ class BackendConnection(Protocol):
             self.idle_call.cancel()
         self.idle_call = None
         self.pool._forget(self)
+        self.pool._checkin(self)
         sink, self.sink = self.sink, None
         if sink is not None:
             sink.backend_lost(reason, self.reader.started)
@@ -130,12 +137,14 @@ class BackendConnection(Protocol):
         """The sink gives up the exchange (client gone, timeout): close, never reuse."""
         self.sink = None
         self.reusable = False
+        self.pool._checkin(self)
         if not self.lost:
             self.transport.abortConnection()
 
     def release(self, reusable: bool = True) -> None:
         """Give the connection back after `backend_end` (or close it)."""
         self.sink = None
+        self.pool._checkin(self)
         if reusable and self.reusable and not self.lost:
             self.pool._put_idle(self)
         elif not self.lost:
@@ -146,10 +155,11 @@ class BackendConnection(Protocol):
 class _ConnectFactory(ClientFactory):
     noisy = False
 
-    def __init__(self, pool: "Pool", backend: Backend, sink) -> None:
+    def __init__(self, pool: "Pool", backend: Backend, sink, vhost: str = "") -> None:
         self.pool = pool
         self.backend = backend
         self.sink = sink
+        self.vhost = vhost
 
     def buildProtocol(self, addr):
         conn = BackendConnection(self.pool, self.backend)
@@ -159,6 +169,7 @@ class _ConnectFactory(ClientFactory):
 
     def _pool_connected(self, conn: BackendConnection) -> None:
         self.pool._all.add(conn)
+        self.pool._checkout(conn, self.vhost)
         self.sink.backend_connected(conn, self.backend, False)
 
     def clientConnectionFailed(self, connector, reason: Failure) -> None:
@@ -169,7 +180,7 @@ class Pool:
     """All backend connections of one worker process."""
 
     def __init__(self, reactor, timeouts: Timeouts, *, down_seconds: float = DOWN_SECONDS,
-                 on_down=None, on_up=None) -> None:
+                 on_down=None, on_up=None, on_in_use=None) -> None:
         self.reactor = reactor
         self.timeouts = timeouts
         self.down_seconds = down_seconds
@@ -178,6 +189,8 @@ class Pool:
         self._all: set[BackendConnection] = set()
         self.on_down = on_down  # callable(backend, seconds) for the error log / metrics
         self.on_up = on_up
+        self.on_in_use = on_in_use  # callable(vhost, backend, n): connections carrying a request
+        self.in_use: dict[tuple[str, Backend], int] = {}
         self.opened_total = 0
         self.reused_total = 0
 
@@ -198,8 +211,11 @@ class Pool:
         if self.on_down is not None and not already:
             self.on_down(backend, self.down_seconds)
 
-    def get(self, backend: Backend, sink) -> None:
-        """An idle connection to `backend` now, or a new one when it connects."""
+    def get(self, backend: Backend, sink, vhost: str = "") -> None:
+        """An idle connection to `backend` now, or a new one when it connects.
+
+        `vhost` (the vhost label) is whom the connection is in use for, for the
+        in-use count (`on_in_use`)."""
         idle = self.idle.get(backend)
         while idle:
             conn = idle.pop()
@@ -209,10 +225,11 @@ class Pool:
                 conn.idle_call.cancel()
             conn.idle_call = None
             self.reused_total += 1
+            self._checkout(conn, vhost)
             sink.backend_connected(conn, backend, True)
             return
         self.opened_total += 1
-        self.reactor.connectTCP(backend.host, backend.port, _ConnectFactory(self, backend, sink),
+        self.reactor.connectTCP(backend.host, backend.port, _ConnectFactory(self, backend, sink, vhost),
                                 timeout=self.timeouts.backend_connect_seconds)
 
     def _connect_failed(self, backend: Backend, sink, reason: Failure) -> None:
@@ -223,6 +240,23 @@ class Pool:
         kind = "refused" if reason.check(_neterror.ConnectionRefusedError) else "error"
         self.mark_down(backend)
         sink.backend_failed(backend, kind, reason.getErrorMessage())
+
+    def _checkout(self, conn: BackendConnection, vhost: str) -> None:
+        key = (vhost, conn.backend)
+        conn.in_use_key = key
+        n = self.in_use[key] = self.in_use.get(key, 0) + 1
+        if self.on_in_use is not None:
+            self.on_in_use(vhost, conn.backend, n)
+
+    def _checkin(self, conn: BackendConnection) -> None:
+        """`conn` no longer carries a request (released, detached or lost); idempotent."""
+        key = conn.in_use_key
+        if key is None:
+            return
+        conn.in_use_key = None
+        n = self.in_use[key] = self.in_use.get(key, 1) - 1
+        if self.on_in_use is not None:
+            self.on_in_use(key[0], key[1], n)
 
     def _put_idle(self, conn: BackendConnection) -> None:
         idle = self.idle.setdefault(conn.backend, [])

@@ -121,6 +121,7 @@ class PortProtocol(Protocol):
             self._hand_over(listener.plain_factory, b"")
             return
         self._vhost = vhost
+        self._started = listener.env.reactor.seconds()
         self._timer = listener.env.reactor.callLater(
             listener.env.timeouts.client_handshake_seconds, self._timeout)
         # Counted as active until handed over: a graceful stop (reload, issue 6) waits for
@@ -225,6 +226,12 @@ class PortProtocol(Protocol):
             status = 400
         hooks.access(vhost.label, self._peer()[0], sniff.request_line(buf), status, len(response),
                      None, None, ())
+        # Counted as a request too (tlsfront_http_requests_total by status class), and the
+        # 400 as a rejected one (issue 11); the redirect is an answer, not a rejection.
+        if status == 400:
+            hooks.event("request_rejected", vhost.label, 400, "plain_http")
+        hooks.event("request_done", vhost.label, status,
+                    self.listener.env.reactor.seconds() - self._started, len(buf), len(response), ())
         self.transport.write(response)
         self.transport.loseConnection()
 

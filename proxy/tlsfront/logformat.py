@@ -100,6 +100,8 @@ MESSAGES: dict[str, Message] = {m_key: m for m_key, m in (
         "session ticket keys rotated: new TLS contexts for {vhosts} vhosts, previous workers draining")),
     ("worker_start_failed", Message("TLSF0013", "emerg", "mpm",
         "worker {worker} (pid {worker_pid}) exited during start-up: {status}; stopping")),
+    # mod_ssl: "Init: Seeding PRNG with N bytes of entropy" (SSLRandomSeed startup), issue 5
+    ("prng_seeded", Message("TLSF0014", "notice", "ssl", "{result}")),
     # -- configuration and files
     ("config_error", Message("TLSF0101", "emerg", "core",
         "configuration error in {path}: {where}: {problem}")),
@@ -111,6 +113,8 @@ MESSAGES: dict[str, Message] = {m_key: m for m_key, m in (
         "cannot open log file {path}: {problem}")),
     ("bind_failed", Message("TLSF0105", "emerg", "core",
         "cannot listen on {address} for vhost {vhost}: {problem}")),
+    ("config_warning", Message("TLSF0106", "warn", "core",
+        "configuration warning: {warning}")),
     # -- TLS (mod_ssl logs handshake failures at info: AH02008 + "SSL Library Error:" lines)
     ("handshake_failed", Message("TLSF0201", "info", "ssl",
         "SSL handshake failed (server {vhost}): reason={reason} alert={alert} "

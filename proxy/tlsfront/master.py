@@ -236,10 +236,21 @@ class Master:
         self.snapshot_dir = Path(tempfile.mkdtemp(prefix="tlsfront-metrics-"))
         self._chown(self.snapshot_dir)
         self._chown_logs(logs)
+        self._log_startup_facts(logs, config, warnings)
         from .metrics import Metrics
         self.metrics = Metrics(config.vhosts)
         self._build_registry()
         return 0
+
+    @staticmethod
+    def _log_startup_facts(logs: Any, config: Config, tls_warnings: list[str]) -> None:
+        """PRNG seeding (TLSF0014), key permissions (TLSF0102), certificates near their end
+        (TLSF0103), other configuration warnings (TLSF0106): startup_report.py."""
+        from . import tlsctx
+        from .startup_report import startup_lines
+
+        for key, fields in startup_lines(config, tls_warnings, tlsctx.last_seed_result()):
+            logs.error(key, **fields)
 
     def _build_registry(self) -> None:
         from prometheus_client.registry import CollectorRegistry
@@ -644,6 +655,8 @@ class Master:
                                      (config.server.user, config.server.group))):
             if before != after:
                 notes.append(f"{name} changed: takes effect at the next restart")
+        if not rotate:
+            self._log_startup_facts(logs, config, _warnings)
         for note in notes:
             self.log("reload_partial", detail=note)
         gen = Generation(old.number + 1, config, contexts, listeners, logs, old.workers, loader)

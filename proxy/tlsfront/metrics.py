@@ -55,9 +55,32 @@ PREFIX = "tlsfront_"
 
 # OpenSSL's SSL_get_version names. Anything else (should not happen) -> "other".
 PROTOCOLS = frozenset(("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"))
+# `protocol` of a *failed* handshake: the highest version the ClientHello offered
+# (sniff.ClientHello.max_version_name), or "unknown" when no ClientHello was parsed
+# (plain HTTP, junk, half a hello, timeout before it). What an operator needs before
+# turning TLS 1.0 off: who still *tries* it, not only who succeeds.
+FAILED_PROTOCOLS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "unknown")
 MAX_CIPHER_LABELS = 128
 BACKEND_ERROR_KINDS = ("refused", "reset", "timeout")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# Requests the proxy answers itself without forwarding them (issue 11: "rejected,
+# logged, counted"): the status it answered -> `reason` of
+# tlsfront_http_rejected_requests_total. A fixed set (docs/metrics.md); any other
+# status counts as "other". "plain_http" is given by the TLS listener (400 to
+# plain HTTP on a TLS port; its redirect mode is an answer, not a rejection).
+REJECT_REASONS: dict[int, str] = {
+    400: "bad_request",             # malformed request line/headers, bad Host, bad framing
+    405: "method_not_allowed",      # CONNECT and friends (http1._UNSUPPORTED_METHODS)
+    408: "timeout",                 # request head or body too slow (model.Timeouts)
+    413: "body_too_large",          # limits.max_body_bytes
+    414: "uri_too_long",            # request target too long
+    417: "expectation_failed",      # Expect other than 100-continue
+    421: "misdirected",             # no vhost serves this Host on this address
+    431: "header_too_large",        # limits.max_header_count / max_header_bytes
+    501: "not_implemented",         # Transfer-Encoding other than chunked
+    505: "version_not_supported",   # not HTTP/1.0 or 1.1
+}
+REJECT_REASON_SET = (*REJECT_REASONS.values(), "plain_http", "other")
 QUIRKS = frozenset(("nokeepalive", "downgrade-1.0", "force-response-1.0",
                     "ssl-unclean-shutdown", "ssl-accurate-shutdown", "force-no-vary"))
 
@@ -143,7 +166,7 @@ def build_versions() -> dict[str, str]:
 # Counter and gauge names in the store, with help text and label names.
 # (name without prefix, kind, help, labels). Kind "counter" | "gauge".
 _SERIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
-    ("tls_handshakes", "counter", "TLS handshakes by vhost, negotiated protocol and result (ok, failed; protocol 'unknown' when failed).", ("vhost", "protocol", "result")),
+    ("tls_handshakes", "counter", "TLS handshakes by vhost, protocol and result (ok: negotiated protocol; failed: highest protocol the ClientHello offered, 'unknown' without one).", ("vhost", "protocol", "result")),
     ("tls_handshake_failures", "counter", "Failed TLS handshakes by vhost, reason (fixed set) and the TLS alert received ('none' if none).", ("vhost", "reason", "alert")),
     ("tls_negotiated", "counter", "Successful handshakes by vhost, protocol and cipher: who still uses what.", ("vhost", "protocol", "cipher")),
     ("tls_resumptions", "counter", "Handshakes that resumed a session (session ID, ticket or TLS 1.3 PSK).", ("vhost",)),
@@ -151,6 +174,7 @@ _SERIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("connections", "counter", "Client connections accepted.", ("vhost",)),
     ("connections_active", "gauge", "Client connections open now.", ("vhost",)),
     ("http_requests", "counter", "HTTP requests answered, by vhost and status class.", ("vhost", "code")),
+    ("http_rejected_requests", "counter", "Requests the proxy answered itself without forwarding them (400, 408, 413, 431, ...; plain HTTP on a TLS port), by reason (fixed set).", ("vhost", "reason")),
     ("http_request_bytes", "counter", "Request bytes received from clients (headers and body).", ("vhost",)),
     ("http_response_bytes", "counter", "Response bytes sent to clients (headers and body).", ("vhost",)),
     ("quirks_applied", "counter", "Requests a quirk rule applied to, by quirk.", ("vhost", "quirk")),
@@ -204,10 +228,16 @@ class Metrics:
         self._conn, self._active = s["connections"], s["connections_active"]
         self._req, self._bin, self._bout = s["http_requests"], s["http_request_bytes"], s["http_response_bytes"]
         self._quirks = s["quirks_applied"]
+        self._rej = s["http_rejected_requests"]
         self._breq, self._berr, self._bup, self._bpool = (
             s["backend_requests"], s["backend_errors"], s["backend_up"], s["backend_connections_in_use"])
         self._hs_hist = self.histograms["tls_handshake_duration_seconds"]
         self._req_hist = self.histograms["http_request_duration_seconds"]
+        # Process series exist from the first scrape (docs/metrics.md): a healthy proxy
+        # shows 0 restarts and 0 failed reloads, not "No data".
+        s["worker_restarts"][()] += 0
+        s["config_reloads"][("success",)] += 0
+        s["config_reloads"][("failure",)] += 0
         self.set_vhosts(vhosts)
 
     # -- configuration ----------------------------------------------------------------------
@@ -228,6 +258,8 @@ class Metrics:
                 self._req[(label, code)] += 0
             self._bin[(label,)] += 0
             self._bout[(label,)] += 0
+            for reason in REJECT_REASON_SET:
+                self._rej[(label, reason)] += 0
             self._req_hist.ensure((label,))
             for be in vh.backends:
                 b = f"{be.host}:{be.port}"
@@ -243,7 +275,8 @@ class Metrics:
                 self._fail[(label, reason, "none")] += 0
             for alert in CERT_ALERTS:
                 self._fail[(label, "client_rejected_cert", alert)] += 0
-            self._hs[(label, "unknown", "failed")] += 0
+            for protocol in FAILED_PROTOCOLS:
+                self._hs[(label, protocol, "failed")] += 0
             self._res[(label,)] += 0
             self._miss[(label,)] += 0
             self._hs_hist.ensure((label,))
@@ -269,15 +302,22 @@ class Metrics:
             self._res[(vhost,)] += 1
         self._hs_hist.observe((vhost,), seconds)
 
-    def handshake_failed(self, vhost: str, failure: HandshakeFailure | str, alert: str | None = None) -> None:
-        """Count one failed handshake; `failure` is a `tlserrors.HandshakeFailure` (or a reason)."""
+    def handshake_failed(self, vhost: str, failure: HandshakeFailure | str, alert: str | None = None,
+                         protocol: str = "unknown") -> None:
+        """Count one failed handshake; `failure` is a `tlserrors.HandshakeFailure` (or a reason).
+
+        `protocol`: the highest version the client's ClientHello offered
+        (`sniff.ClientHello.max_version_name`), "unknown" when there was none.
+        """
         if isinstance(failure, HandshakeFailure):
             reason, alert = failure.reason, failure.alert
         else:
             reason = failure if failure in REASONS else "other"
         if alert is not None and alert not in KNOWN_ALERTS:
             alert = "other"
-        self._hs[(vhost, "unknown", "failed")] += 1
+        if protocol not in PROTOCOLS:
+            protocol = "unknown"
+        self._hs[(vhost, protocol, "failed")] += 1
         self._fail[(vhost, reason, alert or "none")] += 1
 
     def cache_miss(self, vhost: str) -> None:
@@ -301,6 +341,19 @@ class Metrics:
         self._req_hist.observe((vhost,), seconds)
         for q in quirks:
             self._quirks[(vhost, q if q in QUIRKS else "other")] += 1
+
+    def request_rejected(self, vhost: str, status: int, reason: str | None = None) -> None:
+        """A request the proxy answered itself with `status` instead of forwarding it.
+
+        Counted here by reason (`REJECT_REASONS`, or `reason` when the caller knows
+        better: "plain_http"); the answer itself is counted by `request_done` like any
+        other, so tlsfront_http_requests_total has it under its status class.
+        """
+        if reason is None:
+            reason = REJECT_REASONS.get(status, "other")
+        elif reason not in REJECT_REASON_SET:
+            reason = "other"
+        self._rej[(vhost, reason)] += 1
 
     # -- backends ---------------------------------------------------------------------------
 

@@ -94,7 +94,8 @@ class Server:
         self.metrics = metrics
         self.hooks = hooks or Hooks(metrics=metrics)
         self.table = VHostTable(config.vhosts)
-        self.pool = Pool(reactor, config.timeouts, on_down=self._backend_down, on_up=self._backend_up)
+        self.pool = Pool(reactor, config.timeouts, on_down=self._backend_down, on_up=self._backend_up,
+                         on_in_use=self._backend_in_use)
         self.env = Env(reactor, self.pool, self.hooks, config.timeouts, config.limits,
                        QuirkRules(config.quirks))
         self.sites = build_sites(self.env, config.vhosts)
@@ -114,6 +115,10 @@ class Server:
         for v in self._vhosts_of(backend):
             self.hooks.error("backend_up", None, backend=str(backend), vhost=v.label)
             self.hooks.event("backend_up", v.label, str(backend), True)
+
+    def _backend_in_use(self, vhost: str, backend, n: int) -> None:
+        if vhost:
+            self.hooks.event("backend_connections", vhost, str(backend), n)
 
     def start(self) -> None:
         for b in self.bound:
@@ -218,7 +223,7 @@ def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None
         return 1
     try:
         from . import tlsctx
-        contexts = tlsctx.build_contexts(config)
+        contexts, tls_warnings = tlsctx.build_contexts_with_warnings(config)
     except Exception as exc:  # ConfigErrors: one paragraph per problem, no traceback
         for b in bound:
             b.sock.close()
@@ -239,6 +244,10 @@ def run(config: Config, *, stderr: bool = False, extra_setup=None, announce=None
     from twisted.internet import reactor  # only now: see the module docstring
 
     logs.set_scheduler(reactor.callLater)
+    from .startup_report import startup_lines
+
+    for key, fields in startup_lines(config, tls_warnings, tlsctx.last_seed_result()):
+        logs.error(key, **fields)
     from .metrics import Metrics
 
     metrics = Metrics(config.vhosts)

@@ -527,6 +527,14 @@ def build_contexts_with_warnings(config: Config, *, dialog: keys.Dialog | None =
 
 
 SEED_EXEC_TIMEOUT_SECONDS = 10.0
+_last_seed_result: str | None = None
+
+
+def last_seed_result() -> str | None:
+    """The line the last successful `seed_random` of this process returned (None before):
+    the PRNG is process state, and build_contexts() seeds it, so the master logs this
+    line (TLSF0014) after building the Contexts instead of seeding a second time."""
+    return _last_seed_result
 
 
 def seed_random(seeds: tuple[RandomSeed, ...], context: str = "startup") -> str:
@@ -573,7 +581,9 @@ def seed_random(seeds: tuple[RandomSeed, ...], context: str = "startup") -> str:
             "OpenSSL's random number generator is not seeded (RAND_status() = 0): check that "
             "/dev/urandom is readable, or add random_seed = [\"startup file:/dev/urandom 512\"]")
     used = ", ".join(sources) if sources else "builtin"
-    return f"PRNG seeded ({context}: {used}; {added} bytes added, RAND_status OK)"
+    global _last_seed_result
+    _last_seed_result = f"PRNG seeded ({context}: {used}; {added} bytes added, RAND_status OK)"
+    return _last_seed_result
 
 
 def _read_nonblocking(path: Path, count: int) -> bytes:

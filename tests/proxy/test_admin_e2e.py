@@ -126,9 +126,17 @@ def test_prometheus_sees_every_count_exactly(world) -> None:
     main, client, down = (f"main.test:{ports['p_main']}", f"client.test:{ports['p_client']}",
                           f"down.test:{ports['p_down']}")
     ca = str(pki.ca_cert)
+    # Prometheus scrapes already (a gauge's short-lived value is only seen from then on).
+    deadline = time.monotonic() + 60
+    while _query(ports["p_prom"], 'up{job="tlsfront"}') != 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
     # Traffic: 3 good requests and each failure kind, with distinct counts.
     for i in range(3):
         assert _curl("--cacert", ca, f"https://127.0.0.1:{ports['p_main']}/ok{i}") == "200"
+    # One request holds a pooled backend connection for 3 s (the in-use gauge is scraped at 1)
+    # while the failures below, which never reach a backend, go on.
+    slow = subprocess.Popen([CURL, "-s", "-o", "/dev/null", "--max-time", "20", "--cacert", ca,
+                             f"https://127.0.0.1:{ports['p_main']}/slow/3"])
     _s_client(ports["p_main"], "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")          # refused protocol x1
     for _ in range(2):
         _s_client(ports["p_main"], "-tls1_2", "-cipher", "AES128-SHA")               # no shared cipher x2
@@ -142,13 +150,30 @@ def test_prometheus_sees_every_count_exactly(world) -> None:
     with socket.create_connection(("127.0.0.1", ports["p_main"])) as s:
         s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40)
     silent = socket.create_connection(("127.0.0.1", ports["p_client"]))            # timeout x1: silence
+    assert slow.wait(30) == 0
 
     fail = 'tlsfront_tls_handshake_failures_total{{vhost="{v}",reason="{r}",alert="{a}"}}'
     expected = {
-        f'tlsfront_http_requests_total{{vhost="{main}",code="2xx"}}': 3,
-        f'sum(tlsfront_tls_handshakes_total{{vhost="{main}",result="ok"}})': 3,
+        f'tlsfront_http_requests_total{{vhost="{main}",code="2xx"}}': 4,
+        f'tlsfront_http_requests_total{{vhost="{main}",code="4xx"}}': 1,  # the plain-HTTP 400
+        f'tlsfront_http_rejected_requests_total{{vhost="{main}",reason="plain_http"}}': 1,
+        f'sum(tlsfront_http_rejected_requests_total)': 1,
+        f'sum(tlsfront_tls_handshakes_total{{vhost="{main}",result="ok"}})': 4,
         f'sum(tlsfront_tls_handshakes_total{{vhost="{main}",result="failed"}})': 7,
-        f'sum(tlsfront_tls_negotiated_total{{vhost="{main}"}})': 3,
+        # Failed handshakes by the highest version the ClientHello offered (-tls1_1: TLSv1.1;
+        # -tls1_2 x2; curl: TLSv1.3); plain HTTP and half hellos x2: unknown.
+        f'tlsfront_tls_handshakes_total{{vhost="{main}",result="failed",protocol="TLSv1.1"}}': 1,
+        f'tlsfront_tls_handshakes_total{{vhost="{main}",result="failed",protocol="TLSv1.2"}}': 2,
+        f'tlsfront_tls_handshakes_total{{vhost="{main}",result="failed",protocol="TLSv1.3"}}': 1,
+        f'tlsfront_tls_handshakes_total{{vhost="{main}",result="failed",protocol="unknown"}}': 3,
+        f'tlsfront_tls_handshakes_total{{vhost="{client}",result="failed",protocol="TLSv1.2"}}': 2,
+        f'tlsfront_tls_handshakes_total{{vhost="{client}",result="failed",protocol="unknown"}}': 1,
+        f'sum(tlsfront_tls_negotiated_total{{vhost="{main}"}})': 4,
+        f'max_over_time(tlsfront_backend_connections_in_use{{vhost="{main}",backend="127.0.0.1:{ports["b1"]}"}}[5m])': 1,
+        f'tlsfront_backend_connections_in_use{{vhost="{main}",backend="127.0.0.1:{ports["b1"]}"}}': 0,
+        'tlsfront_worker_restarts_total': 0,  # pre-initialised: 0, not "No data"
+        'tlsfront_config_reloads_total{result="success"}': 1,
+        'tlsfront_config_reloads_total{result="failure"}': 0,
         fail.format(v=main, r="unsupported_protocol", a="none"): 1,
         fail.format(v=main, r="no_shared_cipher", a="none"): 2,
         fail.format(v=main, r="client_rejected_cert", a="unknown_ca"): 1,

@@ -626,3 +626,64 @@ backends = ["http://127.0.0.1:{b_port}"]
             s.close()
         proxy.stop()
         backend.stop()
+
+
+def test_startup_and_reload_log_prng_key_mode_expiry_and_warnings(tmp_path):
+    """Issue 5: the PRNG check's result is logged at start-up (TLSF0014); a group-readable key
+    (TLSF0102), a certificate 3 days from its end (TLSF0103) and the loader's other warnings
+    (TLSF0106: /dev/random may block) are logged in the error log, at start and again on SIGHUP."""
+    import datetime as dt
+    import os
+    import signal
+
+    from tlsfront import certgen
+
+    now = dt.datetime.now(dt.timezone.utc)
+    leaf = certgen.issue("soon.test", ip_addresses=("127.0.0.1",), not_before=now - dt.timedelta(days=80),
+                         not_after=now + dt.timedelta(days=3))
+    cert, key = tmp_path / "soon.crt", tmp_path / "soon.key"
+    leaf.write(cert, key)
+    os.chmod(key, 0o640)
+    b_port, p_port = free_ports(2)
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(f"""
+[server]
+allow_root = true  # CI runs as root; serving as root is refused otherwise
+workers = 1
+error_log = "{tmp_path}/error.log"
+random_seed = ["startup builtin", "startup file:/dev/random 16"]
+[[vhost]]
+listen = "127.0.0.1:{p_port}"
+tls = {{ certificate = "{cert}", key = "{key}" }}
+backends = ["http://127.0.0.1:{b_port}"]
+""")
+    log_path = tmp_path / "error.log"
+
+    def wait_for(pattern: str, count: int = 1) -> str:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            text = log_path.read_text() if log_path.exists() else ""
+            if len(re.findall(pattern, text)) >= count:
+                return text
+            time.sleep(0.05)
+        raise AssertionError(f"{pattern!r} x{count} not in the error log:\n{text}")
+
+    proxy = start_proxy(tmp_path, cfg, [("127.0.0.1", p_port)], name="startup-report")
+    try:
+        log = wait_for("TLSF0001")
+        head = log[:log.index("TLSF0001")]  # written before "resuming normal operations"
+        assert re.search(r"\[ssl:notice\] \[pid \d+\] TLSF0014: PRNG seeded \(startup: builtin, "
+                         r"file:/dev/random( \(\d+ bytes\))?; \d+ bytes added, RAND_status OK\)", head), head
+        assert re.search(rf"\[ssl:warn\] \[pid \d+\] TLSF0102: private key file {re.escape(str(key))} is readable "
+                         r"by group or others \(mode 0640\)", head), head
+        assert re.search(rf"\[ssl:warn\] \[pid \d+\] TLSF0103: certificate {re.escape(str(cert))} of vhost "
+                         rf"127.0.0.1:{p_port} \(CN soon.test, serial [0-9a-f]+\) expires \S+ \S+ UTC "
+                         r"\((?:2\.9|3\.0) days left\)", head), head
+        assert re.search(r"\[core:warn\] \[pid \d+\] TLSF0106: configuration warning: .*/dev/random may block", head)
+        assert head.count("TLSF0106") == 1  # the key-mode warning is TLSF0102's, not repeated
+        proxy.popen.send_signal(signal.SIGHUP)
+        log = wait_for("TLSF0006")
+        for message_id in ("TLSF0014", "TLSF0102", "TLSF0103", "TLSF0106"):
+            assert log.count(message_id) == 2, (message_id, log)
+    finally:
+        proxy.stop()

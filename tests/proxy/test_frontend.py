@@ -477,3 +477,77 @@ def test_any_split_of_a_pipelined_stream(tmp_path_factory, cuts):
     assert seen == EXPECTED
     assert t.value() == OK * len(EXPECTED)
     assert len(h.clock.tcpClients) == 1  # one backend connection, kept alive throughout
+
+
+# -- metrics of requests the proxy answers itself, and of the backend pool (issue 8/11) ------------
+
+def _with_metrics(h: Harness):
+    """Count the harness's events in a real Metrics store (and report the pool's in-use counts)."""
+    from prometheus_client import CollectorRegistry
+
+    from tlsfront.metrics import Metrics
+
+    m = Metrics([h.site.vhost], build={"version": "t"})
+    reg = CollectorRegistry()
+    reg.register(m.collector())
+    h.env.hooks = Hooks(h.env.hooks.logs, m)
+    h.pool.on_in_use = lambda vhost, backend, n: h.env.hooks.event("backend_connections", vhost, str(backend), n)
+    return reg
+
+
+@pytest.mark.parametrize("request_bytes,limits,status,reason", [
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", None, 400, "bad_request"),
+    (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", None, 405, "method_not_allowed"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99\r\n\r\n", Limits(max_body_bytes=10), 413, "body_too_large"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: bogus\r\n\r\n", None, 417, "expectation_failed"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", Limits(max_header_count=3), 431, "header_too_large"),
+], ids=["400", "405", "413", "417", "431"])
+def test_rejected_requests_are_counted_by_class_and_reason(tmp_path, request_bytes, limits, status, reason):
+    h = Harness(tmp_path, limits=limits)
+    reg = _with_metrics(h)
+    proto, t = h.client()
+    proto.dataReceived(request_bytes)
+    assert t.value().startswith(b"HTTP/1.1 %d " % status)
+    label = h.site.label
+    assert reg.get_sample_value("tlsfront_http_requests_total", {"vhost": label, "code": "4xx"}) == 1
+    assert reg.get_sample_value("tlsfront_http_rejected_requests_total", {"vhost": label, "reason": reason}) == 1
+    total = sum(s.value for fam in reg.collect() if fam.name == "tlsfront_http_rejected_requests"
+                for s in fam.samples if s.name.endswith("_total"))
+    assert total == 1
+
+
+def test_request_head_timeout_is_a_rejected_request(tmp_path):
+    h = Harness(tmp_path, client_header_seconds=5)
+    reg = _with_metrics(h)
+    proto, t = h.client()
+    proto.dataReceived(b"GET / HTTP/1.1\r\n")
+    h.clock.advance(5.1)
+    assert t.value().startswith(b"HTTP/1.1 408 ")
+    label = h.site.label
+    assert reg.get_sample_value("tlsfront_http_rejected_requests_total", {"vhost": label, "reason": "timeout"}) == 1
+    assert reg.get_sample_value("tlsfront_http_requests_total", {"vhost": label, "code": "4xx"}) == 1
+
+
+def test_backend_connections_in_use_follow_checkout_and_return(tmp_path):
+    h = Harness(tmp_path)
+    reg = _with_metrics(h)
+    key = {"vhost": h.site.label, "backend": "127.0.0.1:9001"}
+    assert reg.get_sample_value("tlsfront_backend_connections_in_use", key) == 0
+    proto, t = h.client()
+    proto.dataReceived(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+    bp, bt = h.connect_backend()
+    assert reg.get_sample_value("tlsfront_backend_connections_in_use", key) == 1
+    proto2, t2 = h.client()  # a second client while the first exchange runs: a second connection
+    proto2.dataReceived(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+    bp2, bt2 = h.connect_backend()
+    assert reg.get_sample_value("tlsfront_backend_connections_in_use", key) == 2
+    bp.dataReceived(OK)  # released to the idle pool
+    assert reg.get_sample_value("tlsfront_backend_connections_in_use", key) == 1
+    proto.dataReceived(b"GET /c HTTP/1.1\r\nHost: a\r\n\r\n")  # the idle one, checked out again
+    assert len(h.clock.tcpClients) == 2
+    assert reg.get_sample_value("tlsfront_backend_connections_in_use", key) == 2
+    proto2.connectionLost(Failure(error.ConnectionDone()))  # client gone mid-exchange: detached
+    assert reg.get_sample_value("tlsfront_backend_connections_in_use", key) == 1
+    bp2.connectionLost(Failure(error.ConnectionDone()))  # and its loss does not count twice
+    bp.connectionLost(Failure(error.ConnectionLost()))  # the backend drops the other one mid-exchange
+    assert reg.get_sample_value("tlsfront_backend_connections_in_use", key) == 0

@@ -260,3 +260,106 @@ def test_days_left(pki) -> None:
     assert not_after_text(facts).endswith(" UTC")
     expired = certificate_facts("v:443", pki.client_expired_cert)
     assert expired is not None and days_left(expired) < 0
+
+
+def test_process_series_pre_initialised_to_zero(setup) -> None:
+    """docs/metrics.md: a healthy proxy shows 0 restarts and 0 failed reloads, not "No data"."""
+    m, reg, tls, plain = setup
+    assert reg.get_sample_value("tlsfront_worker_restarts_total") == 0
+    assert reg.get_sample_value("tlsfront_config_reloads_total", {"result": "success"}) == 0
+    assert reg.get_sample_value("tlsfront_config_reloads_total", {"result": "failure"}) == 0
+    # ... and in the master's merged view of several workers' snapshots (counters add up).
+    merged = merge_snapshots([m.snapshot(), Metrics((), build=BUILD).snapshot()])
+    rows = dict((tuple(k), v) for k, v in merged["series"]["config_reloads"])
+    assert rows == {("success",): 0, ("failure",): 0}
+
+
+def test_rejected_requests_by_reason(setup) -> None:
+    from tlsfront.metrics import REJECT_REASON_SET
+
+    m, reg, tls, plain = setup
+    for label in (tls, plain):
+        for reason in REJECT_REASON_SET:  # pre-initialised
+            assert reg.get_sample_value("tlsfront_http_rejected_requests_total",
+                                        {"vhost": label, "reason": reason}) == 0
+    m.request_rejected(tls, 413)
+    m.request_rejected(tls, 400, "plain_http")
+    m.request_rejected(tls, 400)
+    m.request_rejected(tls, 418)  # no reason for this status: other
+    m.request_rejected(tls, 400, "made-up")  # an unknown reason never becomes a label
+    g = reg.get_sample_value
+    r = {"vhost": tls}
+    assert g("tlsfront_http_rejected_requests_total", {**r, "reason": "body_too_large"}) == 1
+    assert g("tlsfront_http_rejected_requests_total", {**r, "reason": "plain_http"}) == 1
+    assert g("tlsfront_http_rejected_requests_total", {**r, "reason": "bad_request"}) == 1
+    assert g("tlsfront_http_rejected_requests_total", {**r, "reason": "other"}) == 2
+    assert g("tlsfront_http_rejected_requests_total", {**r, "reason": "made-up"}) is None
+
+
+def test_failed_handshakes_by_offered_protocol(setup) -> None:
+    m, reg, tls, plain = setup
+    for protocol in ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "unknown"):  # pre-initialised
+        assert reg.get_sample_value("tlsfront_tls_handshakes_total",
+                                    {"vhost": tls, "protocol": protocol, "result": "failed"}) == 0
+    no_cipher = tlserrors.classify_errors([("SSL routines", "", "no shared cipher")])
+    m.handshake_failed(tls, no_cipher, protocol="TLSv1")
+    m.handshake_failed(tls, no_cipher, protocol="TLSv1")
+    m.handshake_failed(tls, tlserrors.eof())  # no ClientHello parsed
+    m.handshake_failed(tls, no_cipher, protocol="SSLv2")  # not in the bounded set
+    m.handshake_failed(tls, no_cipher, protocol="0x7a7a")
+    g = reg.get_sample_value
+    assert g("tlsfront_tls_handshakes_total", {"vhost": tls, "protocol": "TLSv1", "result": "failed"}) == 2
+    assert g("tlsfront_tls_handshakes_total", {"vhost": tls, "protocol": "unknown", "result": "failed"}) == 3
+    assert g("tlsfront_tls_handshakes_total", {"vhost": tls, "protocol": "SSLv2", "result": "failed"}) is None
+
+
+def test_client_hello_max_version_is_the_failed_protocol_label() -> None:
+    """The data path labels a failed handshake with sniff's max_version_name: every value it can
+    produce for a TLS record is in the metric's bounded set (GREASE and SSLv2 fold to unknown)."""
+    from tlsfront import sniff
+    from tlsfront.metrics import FAILED_PROTOCOLS
+
+    for versions, expected in [((0x0301,), "TLSv1"), ((0x0304, 0x0303), "TLSv1.3"),
+                               ((0x7A7A, 0x0302), "TLSv1.1"), ((0x0300,), "SSLv3"), ((0x7A7A,), "unknown")]:
+        hello = sniff.ClientHello(legacy_version=0x0303, session_id_length=0, cipher_count=1, versions=versions)
+        assert hello.max_version_name == expected
+        assert expected in FAILED_PROTOCOLS
+
+
+def _event_calls() -> list[tuple[str, int, object]]:
+    """(file, line, first argument) of every ``<...>hooks.event(...)`` call in the proxy's code."""
+    import ast
+
+    import tlsfront
+
+    calls = []
+    for path in sorted(Path(tlsfront.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "event"
+                    and ast.unparse(node.func.value).endswith("hooks")):
+                first = node.args[0] if node.args else None
+                value = first.value if isinstance(first, ast.Constant) else ast.unparse(first) if first else None
+                calls.append((path.name, node.lineno, value))
+    return calls
+
+
+def test_every_hooks_event_name_is_a_metrics_method() -> None:
+    """Hooks.event(name) calls Metrics.<name>: a name that does not exist would count nothing
+    (it used to be ignored silently: "bad_request")."""
+    calls = _event_calls()
+    assert len(calls) >= 20 and {f for f, _l, _n in calls} >= {"frontend.py", "listeners.py", "serve.py"}
+    wrong = [(f, line, name) for f, line, name in calls
+             if not isinstance(name, str) or not callable(getattr(Metrics, name, None))]
+    assert not wrong, f"hooks.event names that are not Metrics methods (file, line, name): {wrong}"
+
+
+def test_hooks_event_with_an_unknown_name_raises(setup) -> None:
+    from tlsfront.frontend import Hooks
+
+    m, reg, tls, plain = setup
+    with pytest.raises(AttributeError, match="no method 'bad_request'"):
+        Hooks(metrics=m).event("bad_request", tls, 400)
+    Hooks().event("bad_request", tls, 400)  # without a metrics object nothing is counted, by design
+    Hooks(metrics=m).event("handshake_failed", tls, "eof", protocol="TLSv1.2")
+    assert reg.get_sample_value("tlsfront_tls_handshakes_total",
+                                {"vhost": tls, "protocol": "TLSv1.2", "result": "failed"}) == 1
