@@ -18,11 +18,11 @@ so a test sees the framing the proxy chose rather than a decoded body:
 Example::
 
     with RawTLSClient("127.0.0.1", port, cafile) as c:
-        r = c.exchange(b"GET / HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n")
-        r.version, r.header("Connection"), r.framing   # 'HTTP/1.1', None, 'length'
-        c.stays_open()                                   # True: kept alive
-        end = c.wait_closed(timeout=3)                   # after a "Connection: close" request
-        end.close_notify, end.fin                        # True, True (mod_ssl's standard mode)
+        x = c.record(b"GET / HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n")
+        x.version, x.connection, x.response.framing      # 'HTTP/1.1', None, 'length'
+        x.stayed_open                                    # True: kept alive
+        x = c.record(b"GET / HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n")
+        x.stayed_open, x.close_notify_before_fin         # False, True (mod_ssl's standard mode)
 """
 
 from __future__ import annotations
@@ -80,6 +80,31 @@ class Ending:
     close_notify_before_fin: bool  # both, in that order (a clean TLS shutdown)
     close_notify_at: float | None  # time.monotonic() of each, None when not seen
     fin_at: float | None
+
+
+@dataclass
+class Exchange:
+    """One request's record: what a legacy-client test wants to know about it."""
+
+    response: Response
+    stayed_open: bool  # nothing ended the connection after the response
+    ending: Ending | None  # how the connection ended, when it did
+
+    @property
+    def version(self) -> str:
+        return self.response.version
+
+    @property
+    def connection(self) -> str | None:
+        return self.response.connection
+
+    @property
+    def transfer_encoding(self) -> str | None:
+        return self.response.transfer_encoding
+
+    @property
+    def close_notify_before_fin(self) -> bool | None:
+        return None if self.ending is None else self.ending.close_notify_before_fin
 
 
 class RawTLSClient:
@@ -247,6 +272,26 @@ class RawTLSClient:
     def exchange(self, request: bytes, method: bytes = b"GET") -> Response:
         self.send(request)
         return self.read_response(method)
+
+    def record(self, request: bytes, method: bytes = b"GET", answer_close_notify: bool = False,
+               wait: float = 0.3, close_timeout: float = 3.0) -> Exchange:
+        """Send `request`, read the response, then see whether the connection stays open.
+
+        A response that announces the close (`Connection: close`, or a body delimited by the
+        close) is followed to the FIN, however slow the machine; any other must stay open
+        for `wait` seconds. With `answer_close_notify`, the server's close_notify is answered
+        with ours (what mod_ssl's accurate mode waits for) before waiting for the FIN.
+        """
+        r = self.exchange(request, method)
+        announced = (r.connection or "").lower() == "close" or r.framing == "close"
+        if not announced and self.stays_open(wait):
+            return Exchange(r, True, None)
+        if answer_close_notify:
+            deadline = time.monotonic() + close_timeout
+            while self.close_notify_at is None and self.fin_at is None and self._pump(deadline):
+                pass
+            self.send_close_notify()
+        return Exchange(r, False, self.wait_closed(close_timeout))
 
     # -- how the connection ends ---------------------------------------------------------
 

@@ -140,17 +140,18 @@ def get(path: str, ua: str, extra: str = "") -> bytes:
 
 def test_modern_client_keeps_alive_gets_chunked_and_close_notify(front):
     with front.client() as c:
-        r = c.exchange(get("/chunked/3000/modern-1", MODERN))
+        x = c.record(get("/chunked/3000/modern-1", MODERN))
+        r = x.response
         assert (r.version, r.status, r.connection) == ("HTTP/1.1", 200, None)
         assert r.transfer_encoding == "chunked" and r.framing == "chunked"  # the backend streamed, no length
         assert r.body == b"x" * 3000
-        assert c.stays_open(), "a modern client's connection is kept alive"
-        r = c.exchange(get("/bytes/10/modern-2", MODERN))  # the same TCP connection, reused
-        assert (r.version, r.framing, r.body) == ("HTTP/1.1", "length", b"x" * 10)
-        assert c.stays_open()
-        r = c.exchange(get("/bytes/5/modern-3", MODERN, "Connection: close\r\n"))
-        assert r.connection == "close"
-        end = c.wait_closed()
+        assert x.stayed_open, "a modern client's connection is kept alive"
+        x = c.record(get("/bytes/10/modern-2", MODERN))  # the same TCP connection, reused
+        assert (x.version, x.response.framing, x.response.body) == ("HTTP/1.1", "length", b"x" * 10)
+        assert x.stayed_open
+        x = c.record(get("/bytes/5/modern-3", MODERN, "Connection: close\r\n"))
+        assert x.connection == "close" and not x.stayed_open
+        end = x.ending
     # mod_ssl's standard shutdown: close_notify, then the FIN without waiting for ours (we never sent it).
     assert end.close_notify_before_fin, end
     assert end.fin_at - end.close_notify_at < 1.0, end
@@ -162,8 +163,9 @@ def test_modern_client_keeps_alive_gets_chunked_and_close_notify(front):
 def test_msie_55_gets_all_four_quirks(front, path, framing):
     with front.client() as c:
         # MSIE 5.5 sent HTTP/1.1 and asked for keep-alive: the quirks override both.
-        r = c.exchange(get(path, MSIE_55, "Connection: Keep-Alive\r\n"))
-        end = c.wait_closed()
+        x = c.record(get(path, MSIE_55, "Connection: Keep-Alive\r\n"))
+    r, end = x.response, x.ending
+    assert not x.stayed_open
     assert r.version == "HTTP/1.0" and r.status == 200  # force-response-1.0
     assert r.connection == "close"  # nokeepalive
     assert r.transfer_encoding is None and r.framing == framing  # downgrade-1.0: never chunked
@@ -234,16 +236,10 @@ RULE_CASES = [
 @pytest.mark.parametrize("ua,path,source,expected", [c[1:] for c in RULE_CASES], ids=[c[0] for c in RULE_CASES])
 def test_rules_in_order_on_the_wire(front, ua, path, source, expected):
     with front.client(source) as c:
-        r = c.exchange(get(path, ua))
-        # Announced close: wait for it (however slow the machine); otherwise it must stay open.
-        kept = r.connection != "close" and r.framing != "close" and c.stays_open()
-        if not kept and "ssl-accurate-shutdown" in expected:
-            c.wait_closed(timeout=0.5)  # the proxy's close_notify first, then ours
-            c.send_close_notify()
-        end = c.wait_closed(timeout=3.0) if not kept else None
+        x = c.record(get(path, ua), answer_close_notify="ssl-accurate-shutdown" in expected)
     marker = path.split("?", 1)[0].rsplit("/", 1)[1]
     assert front.quirks_logged("/" + marker) == expected
-    check_response_matches_quirks(r, kept, end, expected)
+    check_response_matches_quirks(x.response, x.stayed_open, x.ending, expected)
 
 
 def test_missing_header_matches_as_empty_string(front):
