@@ -158,13 +158,62 @@ def test_nothing_readable_exits_1(tmp_path, capsys):
     assert set(out["events"]) == set(CATEGORIES) and not any(out["events"].values())
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files of mode 000; the permission check cannot fail")
-def test_unreadable_file(tmp_path, capsys):
-    f = tmp_path / "secret.log"
-    f.write_text("x\n")
-    f.chmod(0)
-    rc, _, err = run_cli(["scan", "--format", "json", str(f)], capsys)
-    assert rc == 1 and "Permission denied" in err
+def _cli_as(uid: int | None, argv: list[str]) -> tuple[int, str, str]:
+    """``tlslog`` main(argv) in a forked child, as ``uid`` (and gid) when given: (exit status, stdout, stderr).
+    A fork, not a new interpreter: the interpreter lives under /root (mode 0700), which uid 65534 cannot reach."""
+    import io
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        try:
+            os.close(r)
+            if uid is not None:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+            sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
+            rc = main(argv)
+            result = {"rc": rc, "out": sys.stdout.getvalue(), "err": sys.stderr.getvalue()}
+        except BaseException as exc:  # noqa: BLE001 - report anything to the parent
+            result = {"rc": -1, "out": "", "err": f"child raised {exc!r}"}
+        os.write(w, json.dumps(result).encode())
+        os._exit(0)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(pid, 0)
+    result = json.loads(b"".join(chunks))
+    return result["rc"], result["out"], result["err"]
+
+
+def test_unreadable_file():
+    """A file of mode 000 is reported by name with the OS's reason, exit 1. Root reads such files, so as root (CI)
+    the scan runs in a forked child as uid/gid 65534, on a file in a directory that uid can traverse (pytest's
+    tmp_path is mode 0700), as tests/proxy/test_config.py does for its permission test."""
+    import tempfile
+
+    uid = 65534 if os.geteuid() == 0 else None
+    base = Path(tempfile.mkdtemp(prefix="tlslog-perm-"))
+    try:
+        os.chmod(base, 0o755)
+        f = base / "secret.log"
+        f.write_text("[Fri Nov 27 10:50:52.123456 2026] [ssl:info] [pid 1:tid 2] AH01964: x\n")
+        f.chmod(0)
+        rc, out, err = _cli_as(uid, ["scan", "--format", "json", str(f)])
+        assert rc == 1, err
+        assert f"{f}: cannot open: Permission denied" in err, err
+        assert "Traceback" not in err
+        assert not any(json.loads(out)["events"].values())
+        # the same file made readable is read: the failure above was the permission, nothing else
+        f.chmod(0o644)
+        rc, out, err = _cli_as(uid, ["scan", "--format", "json", str(f)])
+        assert rc == 0, err
+        assert json.loads(out)["files"][0]["lines"] == 1
+    finally:
+        shutil.rmtree(base)
 
 
 def test_corrupt_and_truncated_gzip(synthetic, tmp_path, capsys):
