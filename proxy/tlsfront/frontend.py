@@ -613,7 +613,10 @@ class FrontendProtocol(Protocol):
         conn.send_head(self, req.method, self._head)
         self.env.hooks.event("backend_request", self.site.label, str(self.backend))
         transport = conn.transport
-        if req.expect_continue and not self._body_buffer and not self._req_done:
+        # No 1xx to a client treated as HTTP/1.0 (RFC 9110 15.2; Apache's ap_send_interim_response).
+        quirks = self.quirks
+        if (req.expect_continue and not self._body_buffer and not self._req_done
+                and not (quirks.downgrade_1_0 or quirks.force_response_1_0)):
             self.transport.write(_CONTINUE)
         if self._body_buffer:
             buffered, self._body_buffer = self._body_buffer, []

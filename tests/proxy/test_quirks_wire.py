@@ -175,6 +175,24 @@ def test_msie_55_gets_all_four_quirks(front, path, framing):
     assert front.quirks_logged(path + " ") == ALL_FOUR
 
 
+@pytest.mark.parametrize("ua,interim", [(MODERN, True), (MSIE_55, False)], ids=["modern", "msie"])
+def test_no_100_continue_to_a_client_treated_as_http10(front, ua, interim):
+    """RFC 9110 15.2: "A server MUST NOT send a 1xx response to an HTTP/1.0 client"; a
+    downgrade-1.0 client is one (Apache: ap_send_interim_response skips proto_num < 1.1)."""
+    with front.client() as c:
+        c.send(f"POST /upload-{ua[:7]} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: {ua}\r\n"
+               "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n".encode())
+        got_interim = not c.stays_open(wait=0.5)  # something arrived before we sent the body
+        if got_interim:
+            r = c.read_response(b"POST")
+            assert (r.version, r.status) == ("HTTP/1.1", 100)
+        c.send(b"hello")
+        r = c.read_response(b"POST")
+    assert got_interim == interim
+    assert r.status == 200 and r.version == ("HTTP/1.1" if interim else "HTTP/1.0")
+    assert b"body-bytes: 5" in r.body
+
+
 # -- mod_ssl's accurate shutdown ------------------------------------------------------------------
 
 def test_accurate_shutdown_waits_for_the_clients_close_notify(front):
