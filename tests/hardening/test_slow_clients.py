@@ -212,3 +212,45 @@ def test_max_connections_with_stalled_tls_clients(recorder, pki, tmp_path_factor
         for s in held:
             s.close()
         front.proc.stop()
+
+
+def test_body_idle_and_keepalive_deadlines(recorder, pki, tmp_path_factory):
+    """The other two deadlines, measured the same way: a body that stops coming (408 at
+    `client_body_idle_seconds` after the last body byte; the backend, which already had the
+    head, loses its connection with no complete request) and an idle keep-alive connection
+    (closed at `client_keepalive_seconds`, without a byte)."""
+    body_idle, keepalive = 1.5, 1.5
+    front = start_front(tmp_path_factory, pki, "idle-front", recorder.port,
+                        timeouts=f"client_body_idle_seconds = {body_idle}\n"
+                                 f"client_keepalive_seconds = {keepalive}")
+    try:
+        mark = recorder.mark()
+        with front.connect() as s:
+            s.sendall(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 10\r\n\r\nabc")
+            conn = recorder.conn_with(b"POST /upload HTTP/1.1")
+            for byte in b"def":  # body bytes within the idle time keep it going
+                time.sleep(body_idle / 2)
+                s.sendall(bytes([byte]))
+            last = time.monotonic()
+            r = Reader(s)
+            answer = r.answer()
+            waited = time.monotonic() - last
+            assert answer.status == 408 and r.closed(timeout=2)
+        assert body_idle - EARLY <= waited <= body_idle + LATE, waited
+        received, _ = recorder.since(mark)
+        assert received == []
+        deadline = time.monotonic() + 3
+        while not conn.closed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert conn.closed and conn.leftover.endswith(b"abcdef")
+
+        with front.connect() as s:
+            s.sendall(b"GET /once HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            r = Reader(s)
+            assert r.answer().status == 200
+            t = time.monotonic()
+            assert r.closed(timeout=keepalive + LATE)
+            assert keepalive - EARLY <= time.monotonic() - t <= keepalive + LATE
+        assert "no request body byte for 1.5s; answered 408" in front.error_log()
+    finally:
+        front.proc.stop()
