@@ -729,8 +729,11 @@ class FrontendProtocol(Protocol):
                 out.append((b"Connection", b"keep-alive"))
         else:
             out.append((b"Connection", b"close"))
-        if self.site.hsts is not None:
-            out.append(self.site.hsts)
+        hsts = self.site.hsts
+        if hsts is not None:
+            # The vhost's policy replaces the backend's: a UA reads only the first (RFC 6797 8.1).
+            out = [h for h in out if h[0].lower() != b"strict-transport-security"]
+            out.append(hsts)
         self._keep = keep
         self._status = resp.status
         version = b"1.0" if quirks.force_response_1_0 else b"1.1"

@@ -13,7 +13,9 @@ certificate must verify for the name, and the backend must see the path and quer
 from __future__ import annotations
 
 import shutil
+import socketserver
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +58,13 @@ tls = true
 hsts_max_age_seconds = 600
 ssl_nossl_suffix_redirects = true
 backends = ["http://127.0.0.1:{b1}"]
+
+[[vhost]]   # HSTS, and a backend that sends its own
+listen = "127.0.0.1:{p_tls_sts}"
+server_name = "{name}"
+tls = true
+hsts_max_age_seconds = 600
+backends = ["http://127.0.0.1:{sts_backend}"]
 
 [[vhost]]   # HSTS, and no backend answers
 listen = "127.0.0.1:{p_tls_dead}"
@@ -145,18 +154,38 @@ def parse(heads: bytes, body: bytes, verbose: str) -> Reply:
     return Reply(hops[-1], all_headers[-1], body, hops, verbose, all_headers)
 
 
+class _OwnHSTSBackend(socketserver.StreamRequestHandler):
+    """A backend that sends its own Strict-Transport-Security (here: "forget HSTS")."""
+
+    def handle(self) -> None:
+        while True:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = self.rfile.readline()
+                if not line:
+                    return
+                head = b"" if head == b"" and line == b"\r\n" else head + line
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=0\r\n"
+                             b"Content-Length: 3\r\n\r\nok\n")
+
+
 @pytest.fixture(scope="module")
 def front(pki, tmp_path_factory):
     d = tmp_path_factory.mktemp("redirects")
-    names = ["b1", "dead", "p_http", "p_tls", "p_tls_r", "p_shop_http", "p_shop_tls", "p_tls_dead"]
+    names = ["b1", "dead", "p_http", "p_tls", "p_tls_r", "p_shop_http", "p_shop_tls", "p_tls_dead", "p_tls_sts"]
     ports = dict(zip(names, free_ports(len(names))))
     backend = start_backend(d, ports["b1"], name="b1")
+    sts = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _OwnHSTSBackend)
+    sts.daemon_threads = True
+    threading.Thread(target=sts.serve_forever, daemon=True).start()
     cfg = d / "tlsfront.toml"
-    cfg.write_text(CONFIG.format(d=d, pki=pki, name=NAME, shop=SHOP, **ports))
+    cfg.write_text(CONFIG.format(d=d, pki=pki, name=NAME, shop=SHOP, sts_backend=sts.server_address[1], **ports))
     proxy: Proc = start_proxy(d, cfg, [("127.0.0.1", ports[n]) for n in names[2:]])
     yield Front(d, pki, {k: v for k, v in ports.items() if k.startswith("p_")})
     code = proxy.stop()
     backend.stop()
+    sts.shutdown()
+    sts.server_close()
     assert code == 0, proxy.output()
     assert "Traceback" not in proxy.output()
 
@@ -201,6 +230,15 @@ def test_hsts_on_the_proxys_own_https_answers(front):
     with RawTLSClient("127.0.0.1", p["p_tls"], front.pki.ca_cert, server_hostname=NAME) as c:
         bad = c.exchange(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
     assert bad.status == 400 and bad.header("Strict-Transport-Security") == "max-age=600"
+
+
+def test_configured_hsts_replaces_the_backends(front):
+    """RFC 6797 8.1: a UA processes only the first STS field, so a backend's own (here
+    max-age=0, "forget this host") appended before ours would silently win. The vhost's
+    setting replaces it, as Apache's `Header always set` does."""
+    r = front.curl(f"https://{NAME}:{front.ports['p_tls_sts']}/")
+    assert r.status == 200 and r.body == b"ok\n"
+    assert r.headers["strict-transport-security"] == ["max-age=600"]
 
 
 # -- the FAQ's :SSL / :NOSSL suffixes --------------------------------------------------------------------
