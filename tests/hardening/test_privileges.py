@@ -183,7 +183,7 @@ REFUSED = [
 @pytest.mark.parametrize("server", REFUSED)
 def test_refuses_to_serve_as_root_without_allow_root(site, tmp_path, server):
     d, ports, _ = site
-    status, out = _serve_status(_config(d, ports, server), tmp_path, timeout=8)
+    status, out = _serve_status(_config(d, ports, server), tmp_path, timeout=5)
     assert status == 1, out
     assert "refusing to serve as root" in out and "allow_root = true" in out and "user" in out, out
     assert "Traceback" not in out
