@@ -38,6 +38,8 @@ Example::
 
 from __future__ import annotations
 
+import re
+
 import httptools
 
 __all__ = [
@@ -168,6 +170,11 @@ class Response:
 # Methods llhttp knows but a reverse proxy must not pass on as ordinary requests.
 _UNSUPPORTED_METHODS = {b"CONNECT": 405, b"PRI": 505}
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+# RFC 9112 3.2: a Host with an invalid value gets 400. Host = uri-host [":" port] (RFC 3986
+# 3.2.2), narrowed to DNS names and IP literals: the sub-delims and %-escapes a reg-name may
+# hold (`,;=!$&'()*+`), and anything else (`/`, `@`, spaces, empty), are not a host name, and
+# a backend or cache behind us may split or route them differently (Host header attacks).
+_HOST_VALUE = re.compile(rb"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?\Z")  # port = *DIGIT
 
 
 class RequestReader:
@@ -341,6 +348,11 @@ class RequestReader:
             self._raise(400, "several Host header fields (RFC 9112 3.2)")
         if self._host_count == 0 and version == b"1.1":
             self._raise(400, "HTTP/1.1 request without Host (RFC 9112 3.2)")
+        if self._host is not None:
+            host = self._host.rstrip(b" \t")
+            if not _HOST_VALUE.match(host):
+                self._raise(400, f"invalid Host {host[:100]!r} (RFC 9112 3.2: a host name or [IP], optional :port)")
+            self._host = host
         chunked = False
         if self._te is not None:
             if version == b"1.0":
