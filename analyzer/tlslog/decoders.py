@@ -11,6 +11,9 @@ Speed contract (STYLE.md §5): a :class:`Format` gives
   arbitrary bytes);
 * ``block_stats(block, ctx)``: per-block counters for access-style logs (status classes, protocols, ciphers), again
   one regex over the block.
+* ``scan_block`` (optional): the candidate loop of one block written for one format, when the generic loop's
+  per-line costs matter (Apache 2.4: :func:`scan_apache24`); it must give exactly what the generic loop gives
+  (tests/analyzer/test_fastpath.py checks it on generated lines).
 
 Formats (``--input-format`` names): ``apache_error`` (Apache httpd 2.0/2.2/2.4 error_log, with or without tid and
 client field), ``tlsfront_error`` (the same grammar with ``TLSF####`` message IDs, see docs/logs.md), ``nginx_error``,
@@ -26,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .classify import CONT, EVENT, HEAD, Record
+from .classify import CONT, EVENT, HEAD, LATE_CAUSES, MERGES, Group, Joiner, Record, merges
 from .reasons import REASON_TABLE, classify_openssl, unpack
 from .timeparse import Clock
 
@@ -55,6 +58,9 @@ class Format:
     decode: Callable[[bytes, int, Ctx], Record | None] | None
     understood: Callable[[bytes, int, int, int], int]  # (data, start, end, lines in data[start:end]) -> understood
     block_stats: Callable[[bytes, Ctx, int, int], int] | None = None  # (data, ctx, start, end) -> lines understood
+    #: the candidate loop of one block, specialised for this format (the Apache 2.4 hot path); None: the scan's
+    #: generic loop (candidate regexes, then ``decode`` per line). Must give exactly what the generic loop gives.
+    scan_block: Callable[..., None] | None = None
     description: str = ""
 
 
@@ -309,6 +315,9 @@ _AP_HEAD = re.compile(
     rb"(?:\[(?:client|remote) [^\]]*\] )*"  # 2.0/2.2 write the client before the errno text, 2.4 after it
     rb"(?:\((-?\d+)\)([^:\[]*): )?(?:\[(?:client|remote) [^\]]*\] )*")
 _AH_RULES_B = {k.encode(): v for k, v in AH_RULES.items()}
+#: the IDs whose rule decodes without reading the message (not a startup rule: those look for a vhost in the text)
+_AH_SIMPLE = {k: r for k, r in _AH_RULES_B.items()
+              if not (r.verify or r.reasons or r.kind == "startup" or r.role == CONT)}
 _LIBERR_MSG = b"] SSL Library Error"
 
 
@@ -427,6 +436,140 @@ def decode_apache(line: bytes, pos: int, ctx: Ctx) -> Record | None:
     return Record(rule.role, category, strong, key, _ap_time(m.group(1), ctx), vhost, pos, line, rule.kind)
 
 
+def scan_apache24(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: int, joiner: Joiner,
+                  failed: Callable[[Exception, int], None]) -> None:
+    """The candidate loop of an Apache 2.4 error log over ``block[start:end]`` (``base + i`` is the file offset of
+    ``block[i]``), the equivalent of the generic loop (candidate regexes, :func:`decode_apache` per line, the
+    joiner) without its per-line costs where they are not needed:
+
+    * the two candidate passes give match positions only; one sort merges them; a line is decoded once;
+    * an ``SSL Library Error`` continuation line (about 40% of the candidates of a busy server) whose key has an
+      open group is absorbed into that group directly: no Record, no joiner call (``classify.step`` on a CONT
+      with an open group does exactly that, whatever the time: continuations carry none);
+    * every other candidate line goes through :func:`decode_apache` and the joiner, as in the generic loop.
+    """
+    hits = [m.start() for m in _AP_CANDIDATES_IDS.finditer(block, start, end)]
+    libs = [m.start() for m in _AP_CANDIDATES_LIBERR.finditer(block, start, end)]
+    if libs:
+        hits += libs
+        hits.sort()
+    rfind, find = block.rfind, block.find
+    keys = joiner.keys
+    reasons, seconds = ctx.reasons, ctx.seconds
+    feed, emit = joiner.feed, joiner.emit
+    last_end = -1
+    for p in hits:
+        if p <= last_end:  # a second hit in a line already handled
+            continue
+        s = rfind(b"\n", start, p) + 1 or start
+        e = find(b"\n", p, end)
+        if e < 0:
+            e = end
+        last_end = e
+        if block[p] == 83 and p - 2 > s and block[s] == 91 and block[p - 2:p] == b"] ":
+            # "[...] SSL Library Error: ...": what decode_apache's first branch does, on the block in place
+            msg = block[p:e]
+            hit = reasons.get(msg)
+            if hit is None:
+                category = classify_openssl(msg.decode("utf-8", "replace"))[0] or "other_tls_error"
+                hit = (category, category != "other_tls_error")
+                if len(reasons) < _REASON_CACHE_MAX:
+                    reasons[msg] = hit
+            i = find(b"[pid ", s, p - 1)
+            if i < 0:
+                key = b""
+            else:
+                j = find(b"]", i, p - 1)
+                key = block[i + 5:j] if j >= 0 else block[i + 5:e - 1]
+            ks = keys.get(key)
+            if ks is not None and ks.resolved:
+                g = ks.open
+                if g is not None:  # Group.absorb of a CONT record (no vhost, category never None)
+                    if hit[1]:
+                        if g.strong is None:
+                            g.strong = hit[0]
+                    elif g.weak is None:
+                        g.weak = hit[0]
+                    continue
+            rec = Record(CONT, hit[0], hit[1], key, None, None, base + s, block[s:e], "cont")
+            rec.src = src
+            feed(rec)
+            continue
+        # a 2.4 head whose message ID alone decides (decode_apache's fast path, on the block in place)
+        te = find(b"] ", s + 1, min(s + 45, e))
+        c = find(b" AH", te, e) if te > s else -1
+        if c > s and c + 10 <= e and block[c + 8:c + 10] == b": ":
+            rule = _AH_SIMPLE.get(block[c + 1:c + 8])
+            ok = rule is not None and find(_LIBERR_MSG, s + 1, e) < 0  # else decode_apache's first branch
+            if ok and rule.timeout_category:  # decode_apache takes its slow path for these: _AP_HEAD's fields
+                m = _AP_HEAD.match(block, s, e)
+                ok = m is not None and m.end() == c + 1
+            if ok:
+                i = find(b"[pid ", s, c + 1)
+                if i < 0:
+                    key = b""
+                else:
+                    j = find(b"]", i, c + 1)
+                    key = block[i + 5:j] if j >= 0 else block[i + 5:e - 1]
+                vhost = None
+                i = find(b"(server ", c + 10, e)
+                if i >= 0:
+                    j = find(b")", i, e)
+                    if j > i:
+                        vhost = block[i + 8:j].decode("utf-8", "replace")
+                category, strong, kind = rule.category, rule.strong, rule.kind
+                if rule.timeout_category:
+                    errno, errtext = m.group(4), m.group(5)  # _timed_out on bytes (ASCII words)
+                    if (errno in (b"70007", b"110") or b"timed out" in block[c + 10:e]
+                            or (errtext and b"timeout" in errtext.lower())):
+                        category, strong = rule.timeout_category, True
+                    t = _ap_time(m.group(1), ctx)
+                else:  # _ap_time inlined: the per-second cache, then the fraction
+                    stamp = block[s + 1:te]
+                    skey = stamp[:19] + stamp[-5:]
+                    t = seconds.get(skey)
+                    if t is None or len(stamp) <= 25 or stamp[19] != 46:
+                        t = _ap_time(stamp, ctx)
+                    else:
+                        try:
+                            t += float(stamp[19:-5])
+                        except ValueError:
+                            pass
+                rec = Record(rule.role, category, strong, key, t, vhost, base + s, block[s:e], kind)
+                rec.src = src
+                if rule.role == EVENT:
+                    emit(Group.start(rec))
+                    continue
+                ks = keys.get(key)
+                if ks is None or not ks.resolved:
+                    feed(rec)
+                    continue
+                g = ks.open  # classify.step for a HEAD on a resolved key
+                if g is not None:
+                    last = g.last_head
+                    if (last.kind, kind) in MERGES and merges(last, rec):
+                        g.last_head = rec
+                        g.absorb(rec)
+                        continue
+                    if g.first.kind != "late" or g.strong in LATE_CAUSES:  # Group.counts
+                        emit(g)
+                ks.open = Group(rec, rec, category if strong else None, None if strong else category,
+                                vhost or None)
+                continue
+        try:
+            rec = decode_apache(block[s:e], base + s, ctx)
+        except Exception as exc:  # a decoder bug must not end the scan (reported once per file by the caller)
+            failed(exc, base + s)
+            continue
+        if rec is None:
+            continue
+        rec.src = src
+        if rec.role == EVENT:
+            emit(Group.start(rec))
+        else:
+            feed(rec)
+
+
 # lines that are NOT Apache error-log lines: neither "[time] ..." nor a bare startup line ("AH00016: Configuration
 # Failed", written without prefix). One literal-prefixed regex over the block; such lines are rare, so few matches.
 _AP_NOT_UNDERSTOOD = re.compile(rb"\n(?!\[|AH\d{5}: )")
@@ -447,7 +590,7 @@ _TLSF_DETECT = re.compile(rb"\] TLSF\d{4}: |\] (?:\[client [^\]\n]*\] )?TLSF\d{4
 
 APACHE_ERROR = Format(
     "apache_error", "apache", _AP_DETECT, (_AP_CANDIDATES_IDS, _AP_CANDIDATES_LIBERR), decode_apache,
-    _count_apache_understood,
+    _count_apache_understood, scan_block=scan_apache24,
     description="Apache httpd 2.4 error_log (AHnnnnn message IDs; any ErrorLogFormat keeping [time] first)",
 )
 APACHE22_ERROR = Format(

@@ -1,0 +1,108 @@
+"""The Apache 2.4 block scanner (``decoders.scan_apache24``, the hot path of ``tlslog scan``) must give exactly what
+the generic candidate loop gives (candidate regexes, ``decode_apache`` per line, the joiner): the same events,
+times, examples, line counts and the same open joiner state (what ``--jobs`` ranges and ``follow`` carry on).
+
+Lines are generated from the pieces that decide the fast path's branches: message IDs with and without a
+timeout rule, errno texts that say "timeout", ``SSL Library Error`` continuation lines with or without an open group
+for their key, lines carrying a second candidate, missing pid fields, stamps without a fraction, junk."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tlslog import decoders, synth
+from tlslog.classify import Joiner
+from tlslog.scan import _emitter, _finish_ctx, _new_ctx, process_chunks
+from tlslog.store import FileStats, Store
+
+FAST = decoders.APACHE_ERROR
+GENERIC = dataclasses.replace(FAST, scan_block=None)
+
+STAMPS = ("[Fri Nov 27 10:50:{s:02d}.123456 2026] ", "[Fri Nov 27 10:50:{s:02d} 2026] ",
+          "[Fri Nov 27 10:50:{s:02d}.5 2026] ", "[Xyz Nov 99 10:50:{s:02d}.1 2026] ")
+MODULES = ("[ssl:info] ", "[proxy:error] ", "[core:error] ", "[ssl:warn] ")
+PIDS = ("[pid 1:tid 2] ", "[pid 1:tid 3] ", "[pid 7] ", "", "[pid 1:tid 2 ")
+ERRNOS = ("", "(104)Connection reset by peer: ", "(70007)The timeout specified has expired: ",
+          "(110)Connection timed out: ", "(111)Connection refused: ", "(11)Resource TIMEOUT: ")
+CLIENTS = ("", "[client 198.51.100.7:5] ", "[remote 10.0.0.1:80] ")
+MESSAGES = (
+    "AH02008: SSL library error 1 in handshake (server www.example.com:443)",
+    "AH02008: SSL library error 1 in handshake (server broken",
+    "AH02007: SSL handshake interrupted by system [Hint: Stop button pressed in browser?!]",
+    "AH02007: SSL handshake interrupted by system: timed out",
+    "AH02006: SSL handshake stopped: connection was closed",
+    "AH01996: SSL handshake failed: HTTP spoken on HTTPS port; trying to send HTML error page",
+    "AH02039: Certificate Verification: Error (20): unable to get local issuer certificate",
+    "AH01382: Request handshake read timeout",
+    "AH01382: Request header read timeout",
+    "AH00957: HTTP: attempt to connect to 127.0.0.1:8080 (127.0.0.1:8080) failed",
+    "AH01114: HTTP: failed to make connection to backend: 127.0.0.1",
+    "AH00959: ap_proxy_connect_backend disabling worker for (127.0.0.1) for 60s",
+    "AH00940: HTTP: disabled connection for (127.0.0.1)",
+    "AH01102: error reading status line from remote server 127.0.0.1:8080",
+    "AH01991: SSL input filter read failed.",
+    "AH01992: SSL library error 1 reading data",
+    "AH02026: Failed to acquire SSL session cache lock",
+    "AH02565: Certificate and private key www.example.com:443:0 from /a.crt and /a.key do not match",
+    "AH01964: Connection to child 1 established (server www.example.com:443)",
+    "SSL Library Error: error:0A000412:SSL routines::sslv3 alert bad certificate (SSL alert number 42)",
+    "SSL Library Error: error:0A0000C1:SSL routines::no shared cipher",
+    "SSL Library Error: error:0A000126:SSL routines::unexpected eof while reading",
+    "SSL Library Error: something new",
+    "AH02008: x ] SSL Library Error: error:0A0000C1:SSL routines::no shared cipher",
+    "AH00128: File does not exist: /var/www/AH02008: x",
+)
+BARE = ("AH00016: Configuration Failed", "junk SSL Library Error: no shared cipher", "AH02008: bare",
+        "[ssl:info] AH02008: no time", "")
+
+line = st.one_of(
+    st.builds(lambda stamp, s, mod, pid, errno, client, msg, tail: (
+        stamp.format(s=s) + mod + pid + errno + client + msg + tail),
+        st.sampled_from(STAMPS), st.integers(0, 59), st.sampled_from(MODULES), st.sampled_from(PIDS),
+        st.sampled_from(ERRNOS), st.sampled_from(CLIENTS), st.sampled_from(MESSAGES),
+        st.sampled_from(("", " timed out", " (server other:443)", " ] SSL Library Error: x"))),
+    st.sampled_from(BARE),
+)
+
+
+def _run(fmt, data: bytes, block_size: int):
+    store = Store()
+    stats = FileStats(0, "x", fmt.name)
+    store.files[0] = stats
+    joiner = Joiner(_emitter(store, {0: (stats, fmt.source)}))
+    ctx = _new_ctx(0, "UTC")
+    warnings: list[str] = []
+    process_chunks(iter([data]), fmt, stats, store, joiner, ctx, warn=warnings.append, block_size=block_size)
+    open_state = dict(joiner.keys)  # what a range or follow hands on, before the end closes it
+    before_finish = (dict(store.events), dict(store.first), dict(store.last), dict(store.examples))
+    joiner.finish()
+    _finish_ctx(ctx, store, stats, fmt.source)
+    return (open_state, before_finish, dict(store.events), store.first, store.last, store.examples,
+            stats.lines, stats.unparsed_lines, stats.events, warnings)
+
+
+def _same(data: bytes, block_size: int) -> None:
+    fast, generic = _run(FAST, data, block_size), _run(GENERIC, data, block_size)
+    assert fast == generic
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(line, max_size=40), block_size=st.sampled_from((64, 300, 1 << 20)),
+       final_newline=st.booleans())
+def test_fast_path_equals_generic_loop(lines, block_size, final_newline):
+    data = "\n".join(lines).encode()
+    if final_newline and data:
+        data += b"\n"
+    _same(data, block_size)
+
+
+def test_fast_path_equals_generic_loop_on_the_synthetic_log(tmp_path):
+    path = tmp_path / "error_log"
+    synth.write(str(path), 20_000, tls_fraction=0.3, seed=3)
+    data = path.read_bytes()
+    _same(data, 1 << 16)
+    fast = _run(FAST, data, 1 << 16)
+    assert sum(fast[2].values()) > 1000  # the comparison above compared real events
