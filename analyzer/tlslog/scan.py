@@ -24,7 +24,7 @@ from . import decoders
 from .blocks import BLOCK_BYTES, BlockReader
 from .classify import EVENT, Group, Joiner, KeyState
 from .decoders import Ctx, Format
-from .sources import Input, decoded_chunks, expand, file_range, rotation_key
+from .sources import Input, decoded_chunks, expand, file_range, prefetched, rotation_key
 from .store import FileStats, Store
 from .timeparse import Clock
 
@@ -208,7 +208,7 @@ def run_unit(unit: Unit) -> UnitResult:
             stats.readable = False
             return UnitResult(unit.index, unit.seq, store)
         with f:
-            process_chunks(decoded_chunks(f, warn), fmt, stats, store, joiner, ctx, warn=warn)
+            process_chunks(prefetched(decoded_chunks(f, warn)), fmt, stats, store, joiner, ctx, warn=warn)
     else:
         base, chunks = file_range(unit.path, unit.start, unit.end, warn)
         process_chunks(chunks, fmt, stats, store, joiner, ctx, base=base, warn=warn)

@@ -17,7 +17,9 @@ import bz2
 import glob
 import lzma
 import os
+import queue
 import re
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
@@ -197,7 +199,58 @@ def decoded_chunks(f: BinaryIO, warn: Warn, *, chunk: int = RAW_CHUNK, plain_chu
         warn(f"corrupt {kind} data ({_describe(exc)}) after {produced} bytes decompressed; the rest was skipped")
 
 
-def file_range(path: str, start: int, end: int, warn: Warn, *, chunk: int = RAW_CHUNK) -> tuple[int, Iterator[bytes]]:
+def prefetched(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """``chunks``, produced by a helper thread up to ``depth`` chunks ahead of the consumer.
+
+    zlib, bz2, lzma and zstandard release the GIL while they decompress, and so does a read, so the
+    decompression of the next chunks runs on another core while this thread scans the current block: a
+    ``.gz`` scan then takes about max(decompress, scan) instead of their sum, as ``zcat | grep`` does with
+    two processes. The consumer may stop early (close the generator): the helper stops at its next chunk and is
+    joined. An exception in the producer is re-raised in the consumer (``decoded_chunks`` raises none).
+    """
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for c in chunks:
+                if not put(c):
+                    return
+            put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    helper = threading.Thread(target=produce, name="tlslog-prefetch", daemon=True)
+    helper.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        helper.join()
+
+
+def file_range(path: str, start: int, end: int, warn: Warn, *, chunk: int = PLAIN_CHUNK
+               ) -> tuple[int, Iterator[bytes]]:
     """The lines of a plain file whose first byte lies in ``[start, end)``: (offset of the first such line, chunks).
 
     Used to cut one large uncompressed file into work units: every line belongs to exactly one range, the one

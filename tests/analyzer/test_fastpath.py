@@ -106,3 +106,65 @@ def test_fast_path_equals_generic_loop_on_the_synthetic_log(tmp_path):
     _same(data, 1 << 16)
     fast = _run(FAST, data, 1 << 16)
     assert sum(fast[2].values()) > 1000  # the comparison above compared real events
+
+
+# --------------------------------------------------------------------------- the read-ahead thread (sources.prefetched)
+
+def test_prefetched_yields_every_chunk_in_order_and_joins_its_thread():
+    import threading
+
+    from tlslog.sources import prefetched
+
+    chunks = [bytes([i]) * (i + 1) for i in range(50)]
+    assert list(prefetched(iter(chunks), depth=2)) == chunks
+    assert not [t for t in threading.enumerate() if t.name == "tlslog-prefetch"]
+
+
+def test_prefetched_stops_its_producer_when_the_consumer_stops_early():
+    import threading
+
+    from tlslog.sources import prefetched
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            while True:
+                yield b"x" * 10
+        finally:
+            closed.set()
+
+    it = prefetched(endless(), depth=2)
+    assert next(it) == b"x" * 10
+    it.close()  # what happens when a scan ends inside a file (an exception in the loop)
+    assert closed.wait(5) and not [t for t in threading.enumerate() if t.name == "tlslog-prefetch"]
+
+
+def test_prefetched_hands_a_producer_exception_to_the_consumer():
+    import pytest
+
+    from tlslog.sources import prefetched
+
+    def broken():
+        yield b"a"
+        raise OSError("disk on fire")
+
+    it = prefetched(broken())
+    assert next(it) == b"a"
+    with pytest.raises(OSError, match="disk on fire"):
+        next(it)
+
+
+def test_gz_scan_with_read_ahead_equals_plain_scan(tmp_path):
+    import gzip
+
+    from tlslog.scan import ScanOptions, scan
+
+    plain = tmp_path / "error_log"
+    truth = synth.write(str(plain), 30_000, tls_fraction=0.1, seed=11)
+    gz = tmp_path / "error_log.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes(), 1))
+    a, b = scan(ScanOptions([str(plain)], tz="UTC")).store, scan(ScanOptions([str(gz)], tz="UTC")).store
+    assert {k: v for k, v in b.category_totals().items() if v} == dict(truth)
+    assert (a.events, a.first, a.last, a.total_lines) == (b.events, b.first, b.last, b.total_lines)
+    assert [e[1] for e in a.examples.values()] == [e[1] for e in b.examples.values()]
