@@ -208,7 +208,10 @@ def run_unit(unit: Unit) -> UnitResult:
             stats.readable = False
             return UnitResult(unit.index, unit.seq, store)
         with f:
-            process_chunks(prefetched(decoded_chunks(f, warn)), fmt, stats, store, joiner, ctx, warn=warn)
+            chunks = decoded_chunks(f, warn)
+            if not _is_plain(unit.path):  # decompression on the other core; a plain read gains nothing from it
+                chunks = prefetched(chunks)
+            process_chunks(chunks, fmt, stats, store, joiner, ctx, warn=warn)
     else:
         base, chunks = file_range(unit.path, unit.start, unit.end, warn)
         process_chunks(chunks, fmt, stats, store, joiner, ctx, base=base, warn=warn)
