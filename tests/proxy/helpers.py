@@ -12,31 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+_TESTS = str(Path(__file__).resolve().parents[1])
+if _TESTS not in sys.path:  # tests/ (ports.py) for code that imports helpers from elsewhere
+    sys.path.insert(0, _TESTS)
+from ports import free_port, free_ports  # noqa: E402,F401  - leased ports: no pick-then-bind race
+
 VENV_BIN = Path(sys.executable).parent
 TLSFRONT = str(VENV_BIN / "tlsfront")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on `host` now (bind port 0, read it, close)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def free_ports(n: int, hosts: tuple[str, ...] = ("127.0.0.1",)) -> list[int]:
-    """n ports free on every one of `hosts` (for vhosts sharing a port on several addresses)."""
-    out: list[int] = []
-    while len(out) < n:
-        p = free_port(hosts[0])
-        try:
-            for h in hosts[1:]:
-                with socket.socket() as s:
-                    s.bind((h, p))
-        except OSError:
-            continue
-        if p not in out:
-            out.append(p)
-    return out
 
 
 def wait_listening(host: str, port: int, proc: "Proc | None" = None, timeout: float = 15.0) -> None:
@@ -194,3 +176,40 @@ def echo_lines(body: bytes) -> dict[str, list[str]]:
         name, _, value = line.partition(": ")
         out.setdefault(name.lower(), []).append(value)
     return out
+
+
+def wait_until(predicate, what: str, timeout: float = 20.0, interval: float = 0.05,
+               proc: "Proc | None" = None, details=None):
+    """Poll `predicate` until it returns something true (returned) or `timeout` s pass.
+
+    On timeout: AssertionError naming `what`, with `details()` (e.g. a log tail) and the output
+    of `proc`; when `proc` exits meanwhile, that is said at once instead of waiting out the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.popen.poll() is not None:
+            raise AssertionError(f"{proc.name} exited with {proc.popen.returncode} while waiting for "
+                                 f"{what}:\n{proc.output()[-3000:]}")
+        if time.monotonic() > deadline:
+            extra = details() if details else (proc.output()[-3000:] if proc else "")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f"\n{extra}" if extra else ""))
+        time.sleep(interval)
+
+
+def prometheus_ready(port: int) -> bool:
+    """Prometheus's /-/ready: 200 once its TSDB is open (its query API answers 503 before)."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def wait_prometheus_ready(port: int, proc: "Proc | None" = None, timeout: float = 60.0) -> None:
+    """Wait until Prometheus on 127.0.0.1:`port` is ready, not merely listening."""
+    wait_until(lambda: prometheus_ready(port), f"prometheus on 127.0.0.1:{port} ready (/-/ready)",
+               timeout=timeout, interval=0.2, proc=proc)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Proc, free_ports, start_backend, start_proxy, wait_listening
+from helpers import Proc, free_ports, start_backend, start_proxy, wait_listening, wait_prometheus_ready
 
 CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
@@ -91,6 +91,9 @@ def world(pki, tmp_path_factory):
                                f"--web.listen-address=127.0.0.1:{ports['p_prom']}"], d)
     try:
         wait_listening("127.0.0.1", ports["p_prom"], prom, timeout=60)
+        # Prometheus listens before its TSDB is open and answers the query API with 503 until
+        # then: a query in that window was this test's "HTTP error". /-/ready says when it is open.
+        wait_prometheus_ready(ports["p_prom"], prom)
         yield d, ports, pki, proxy
     finally:
         prom.stop(20)

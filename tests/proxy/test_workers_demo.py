@@ -36,17 +36,24 @@ def test_demo_uses_every_cpu_and_resumes(tmp_path):
     try:
         wait_listening("127.0.0.1", ports["8443"], proc)
         wait_listening("127.0.0.1", ports["9180"], proc)
-        deadline = time.monotonic() + 20
-        while True:
+        # /readyz answers 200 once ONE worker is ready (the listener serves): poll until every
+        # worker is, or the deadline; waiting for the first 200 only raced the second worker's start.
+        want = os.cpu_count() or 1
+        deadline = time.monotonic() + 30
+        state: dict = {}
+        while state.get("workers", {}).get("configured") != want or state["workers"]["ready"] != want:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{ports['9180']}/readyz", timeout=2) as r:
                     state = json.loads(r.read())
-                break
-            except (urllib.error.HTTPError, OSError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        assert state["workers"]["ready"] == (os.cpu_count() or 1)
+            except urllib.error.HTTPError as exc:  # 503 until a worker is ready: still a state
+                state = json.loads(exc.read())
+            except OSError:
+                pass
+        assert state.get("workers", {}).get("configured") == want, f"/readyz: {state}\n{proc.output()}"
+        assert state["workers"]["ready"] == want, f"after 30 s: {state}\n{proc.output()}"
         out = subprocess.run([OPENSSL, "s_client", "-connect", f"127.0.0.1:{ports['8443']}", "-tls1_2",
                               "-no_ticket", "-reconnect"], input=b"", capture_output=True, timeout=30).stdout
         assert re.findall(rb"^(New|Reused), ", out, re.M) == [b"New"] + [b"Reused"] * 5
