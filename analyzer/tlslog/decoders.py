@@ -61,6 +61,9 @@ class Format:
     #: the candidate loop of one block, specialised for this format (the Apache 2.4 hot path); None: the scan's
     #: generic loop (candidate regexes, then ``decode`` per line). Must give exactly what the generic loop gives.
     scan_block: Callable[..., None] | None = None
+    #: (data, start, end) -> (lines, understood lines) of a block ending with a newline, in one pass instead of
+    #: ``bytes.count`` and ``understood``; None: those two
+    count_lines: Callable[[bytes, int, int], tuple[int, int]] | None = None
     description: str = ""
 
 
@@ -583,6 +586,22 @@ def _count_apache_understood(block: bytes, start: int, end: int, lines: int) -> 
 
 
 _AP_BARE = re.compile(rb"AH\d{5}: ")
+#: every newline, with the first byte of the next line captured when that line is NOT understood: good lines give
+#: the empty match (one shared b"" object), bad ones a 1-byte bytes (cached by CPython), the block's final newline
+#: ``\Z``. One findall replaces ``bytes.count`` plus the ``_AP_NOT_UNDERSTOOD`` pass (0.19 s instead of 0.29 s on
+#: the 2M-line benchmark log).
+_AP_LINE_STARTS = re.compile(rb"\n(?:(?=\[|AH\d{5}: )|(?=([\s\S]))|\Z)")  # captured in a lookahead: no newline eaten
+
+
+def _apache_lines(block: bytes, start: int, end: int) -> tuple[int, int]:
+    """(lines, understood lines) of ``block[start:end]``, which ends with a newline: exactly
+    ``(block.count(b"\n", start, end), _count_apache_understood(...))``."""
+    starts = _AP_LINE_STARTS.findall(block, start, end)
+    n = len(starts)
+    bad = n - starts.count(b"")
+    if not (block.startswith(b"[", start) or _AP_BARE.match(block, start)):
+        bad += 1
+    return n, n - bad
 _AP_DETECT = re.compile(
     rb"\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d(?:\.\d+)? \d{4}\] \[")
 _AP_HAS_IDS = re.compile(rb"(?:\] |: )AH\d{5}: ")
@@ -590,15 +609,17 @@ _TLSF_DETECT = re.compile(rb"\] TLSF\d{4}: |\] (?:\[client [^\]\n]*\] )?TLSF\d{4
 
 APACHE_ERROR = Format(
     "apache_error", "apache", _AP_DETECT, (_AP_CANDIDATES_IDS, _AP_CANDIDATES_LIBERR), decode_apache,
-    _count_apache_understood, scan_block=scan_apache24,
+    _count_apache_understood, scan_block=scan_apache24, count_lines=_apache_lines,
     description="Apache httpd 2.4 error_log (AHnnnnn message IDs; any ErrorLogFormat keeping [time] first)",
 )
 APACHE22_ERROR = Format(
     "apache22_error", "apache", _AP_DETECT, (_AP_CANDIDATES_LEGACY,), decode_apache, _count_apache_understood,
+    count_lines=_apache_lines,
     description="Apache httpd 2.0/2.2 error_log (no message IDs)",
 )
 TLSFRONT_ERROR = Format(
     "tlsfront_error", "tlsfront", _AP_DETECT, (_TLSF_CANDIDATES,), decode_apache, _count_apache_understood,
+    count_lines=_apache_lines,
     description="tlsfront error log (Apache 2.4 grammar, TLSF#### IDs)",
 )
 

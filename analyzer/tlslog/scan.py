@@ -122,6 +122,7 @@ def process_chunks(
     index = stats.index
     hook = _block_hook
     scan_block = fmt.scan_block if fmt is not None else None
+    count_lines = fmt.count_lines if fmt is not None else None
 
     def failed(exc: Exception, pos: int) -> None:
         nonlocal decoder_failed
@@ -134,13 +135,18 @@ def process_chunks(
         stats.bytes_read += end - start
         if hook is not None:
             hook(end - start)
-        n = block.count(b"\n", start, end)
-        if end > start and block[end - 1] != 10:  # the last line of the input, without its newline
-            n += 1
-        lines += n
-        if fmt is None:
-            continue
-        understood += fmt.understood(block, start, end, n)
+        if count_lines is not None and end > start and block[end - 1] == 10:
+            n, good = count_lines(block, start, end)  # lines and understood lines in one pass
+            lines += n
+            understood += good
+        else:
+            n = block.count(b"\n", start, end)
+            if end > start and block[end - 1] != 10:  # the last line of the input, without its newline
+                n += 1
+            lines += n
+            if fmt is None:
+                continue
+            understood += fmt.understood(block, start, end, n)
         if fmt.block_stats is not None:
             understood += fmt.block_stats(block, ctx, start, end)
         if not candidates or decode is None:

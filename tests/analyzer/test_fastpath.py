@@ -19,7 +19,7 @@ from tlslog.scan import _emitter, _finish_ctx, _new_ctx, process_chunks
 from tlslog.store import FileStats, Store
 
 FAST = decoders.APACHE_ERROR
-GENERIC = dataclasses.replace(FAST, scan_block=None)
+GENERIC = dataclasses.replace(FAST, scan_block=None, count_lines=None)
 
 STAMPS = ("[Fri Nov 27 10:50:{s:02d}.123456 2026] ", "[Fri Nov 27 10:50:{s:02d} 2026] ",
           "[Fri Nov 27 10:50:{s:02d}.5 2026] ", "[Xyz Nov 99 10:50:{s:02d}.1 2026] ")
@@ -56,7 +56,7 @@ MESSAGES = (
     "AH00128: File does not exist: /var/www/AH02008: x",
 )
 BARE = ("AH00016: Configuration Failed", "junk SSL Library Error: no shared cipher", "AH02008: bare",
-        "[ssl:info] AH02008: no time", "")
+        "[ssl:info] AH02008: no time", "", "[", "AH00016: ", "AH0001: x", " [x")
 
 line = st.one_of(
     st.builds(lambda stamp, s, mod, pid, errno, client, msg, tail: (
@@ -97,6 +97,20 @@ def test_fast_path_equals_generic_loop(lines, block_size, final_newline):
     if final_newline and data:
         data += b"\n"
     _same(data, block_size)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(line, max_size=30), cut=st.integers(0, 2000))
+def test_one_pass_line_count_equals_count_plus_understood(lines, cut):
+    """``_apache_lines`` (one findall) == ``bytes.count`` + ``_count_apache_understood`` on any newline-ended
+    slice of a block, also one starting mid-block."""
+    data = ("\n".join(lines) + "\n").encode()
+    start = data.find(b"\n", 0, min(cut, len(data))) + 1 if cut else 0
+    if start >= len(data):
+        return
+    n = data.count(b"\n", start)
+    assert decoders._apache_lines(data, start, len(data)) == (
+        n, decoders._count_apache_understood(data, start, len(data), n))
 
 
 def test_fast_path_equals_generic_loop_on_the_synthetic_log(tmp_path):
