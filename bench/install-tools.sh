@@ -1,43 +1,11 @@
 #!/usr/bin/env bash
-# Installs what `make bench` drives, when missing (Debian packages), and makes sure
-# the packages' own nginx/HAProxy services are not running: the bench starts its own
-# instances on free ports of 127.0.0.1 with its own configuration files.
-# Idempotent: on a machine that has everything it installs nothing and asks no registry.
+# What `make bench` needs before it measures: the Debian packages it drives (nginx, haproxy,
+# apache2, wrk, h2load, hyperfine, taskset, gcc for bench/noresume.c, gzip, grep), installed by
+# the one installer the tests use too (tests/install-sysdeps.sh: idempotent, asks no registry
+# when everything is there), and the packages' own nginx/HAProxy/Apache services stopped: the
+# bench starts its own instances on free ports of 127.0.0.1 with its own configuration files.
 set -euo pipefail
-# command -> Debian package
-declare -A want=(
-  [nginx]=nginx
-  [haproxy]=haproxy
-  [apache2]=apache2    # the Apache 2.4 mod_ssl + mod_proxy row
-  [wrk]=wrk
-  [h2load]=nghttp2-client
-  [openssl]=openssl
-  [hyperfine]=hyperfine
-  [taskset]=util-linux
-  [gcc]=gcc            # builds the LD_PRELOAD shim bench/noresume.c
-  [zcat]=gzip
-  [grep]=grep
-)
-missing=()
-for cmd in "${!want[@]}"; do
-  if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ] && ! [ -x "/usr/bin/$cmd" ]; then
-    missing+=("${want[$cmd]}")
-  fi
-done
-if [ "${#missing[@]}" -ne 0 ]; then
-  pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "make bench needs these Debian packages: $pkgs; run as root or: sudo apt-get install $pkgs" >&2
-    exit 1
-  fi
-  echo "installing Debian packages for the bench: $pkgs"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # policy-rc.d exit 101: the packages' own services are not started by the install
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-  apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
-fi
+bash "$(dirname "$0")/../tests/install-sysdeps.sh"
 # Services installed earlier (or by another package) may be running: they would take
 # CPU 0/1 from the measurement. Stop them when this machine runs systemd or sysvinit.
 for svc in nginx haproxy apache2; do

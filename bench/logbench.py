@@ -6,9 +6,9 @@ hyperfine runs with `--output=pipe`: GNU grep -c writing to /dev/null stops at
 the first match and would look absurdly fast (see the benchmarking notes).
 mtail is not installed here; its row from the issue is not re-measured.
 
-The log comes from the analyzer's own generator `tlslog.synth` when it is there
-(it also returns the true event counts, which `tlslog scan` must report: the
-benchmark checks it), else from `bench.synthlog`.
+The log comes from the analyzer's own generator `tlslog.synth` (it also returns the
+true event counts, which `tlslog scan` must report: the benchmark checks it); tlslog is
+part of the same installation, so there is no second generator to keep in step.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from bench import synthlog
+from tlslog import synth
 
 GENERATOR_VERSION = 2  # bump when a generator's output changes, so cached logs are remade
 
@@ -30,12 +30,7 @@ TLSLOG_SYNTH_SIX = "AH02008|SSL Library Error|AH01996|AH02007|AH00957|AH01114"
 
 
 def generator() -> tuple[str, Callable[[Path, int], dict | None], str, str]:
-    """(name, write(path, lines) -> truth or None, grep literal, grep six patterns)."""
-    try:
-        from tlslog import synth
-    except ImportError:
-        return ("bench.synthlog", lambda path, n: (synthlog.generate(path, n), None)[1],
-                synthlog.GREP_LITERAL, synthlog.GREP_SIX)
+    """(name, write(path, lines) -> true event counts, grep literal, grep six patterns)."""
     return ("tlslog.synth", lambda path, n: dict(synth.write(str(path), n)), "AH02008", TLSLOG_SYNTH_SIX)
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real tools the tests drive, when missing (Debian packages).
+# Installs the real tools the tests and `make bench` drive, when missing (Debian packages);
+# the one list: bench/install-tools.sh runs this, then stops the packages' services.
 # Idempotent: on a machine that has them all it does nothing and asks no registry.
 set -euo pipefail
 # command -> Debian package
@@ -13,13 +14,14 @@ declare -A want=(
   [promtool]=prometheus
   [prometheus-pushgateway]=prometheus-pushgateway
   [testssl]=testssl.sh  # tests/hardening/test_tls_scan.py (sslyze pins cryptography < 47)
-  # the bench harness's smoke test (tests/bench) drives these too
+  # `make bench` and the bench harness's smoke test (tests/bench) drive these too
   [wrk]=wrk
   [h2load]=nghttp2-client
   [hyperfine]=hyperfine
   [taskset]=util-linux
-  [gcc]=gcc
+  [gcc]=gcc  # builds the LD_PRELOAD shim bench/noresume.c
   [zcat]=gzip
+  [grep]=grep
 )
 missing=()
 for cmd in "${!want[@]}"; do

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import procs, report, run, synthlog
+from bench import logbench, procs, report, run
 from bench.scenarios import SCENARIOS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,11 +57,14 @@ def test_free_port_is_bindable():
 
 
 def test_synthetic_log_has_about_ten_percent_tls_lines(tmp_path):
-    log = synthlog.generate(tmp_path / "e.log", lines=20_000, seed=1)
-    lines = log.read_text().splitlines()
-    assert len(lines) == 20_000 or len(lines) == 20_001  # a 2-line event may end past the count
-    tls = sum(1 for l in lines if any(p in l for p in synthlog.GREP_SIX.split("|")) or "AH02007" in l)
+    name, write, literal, six = logbench.generator()  # tlslog.synth: the one generator
+    assert name == "tlslog.synth"
+    truth = write(tmp_path / "e.log", 20_000)
+    lines = (tmp_path / "e.log").read_text().splitlines()
+    assert len(lines) == 20_000
+    tls = sum(1 for l in lines if any(p in l for p in six.split("|")))
     assert 0.08 < tls / len(lines) < 0.12
+    assert sum(1 for l in lines if literal in l) > 0 and sum(truth.values()) > 0
     assert all(l.startswith("[") and "] [" in l for l in lines[:100])
 
 
