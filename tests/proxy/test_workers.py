@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -20,15 +19,14 @@ import socket
 import ssl
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tlsfront import affinity
 
-from helpers import Proc, TLSFRONT, free_ports, read_response, start_backend, start_proxy
+from helpers import Proc, TLSFRONT, free_ports, read_response
+from stack import ADMIN_TLS_ONE_VHOST, Load, Stack, children, start_stack
 
 WORKERS = 2
 
@@ -39,77 +37,15 @@ access_log = "{d}/access.log"
 pid_file = "{d}/tlsfront.pid"
 workers = {workers}
 shutdown_grace_seconds = {grace}
-
-[admin]
-listen = "127.0.0.1:{p_admin}"
-
-[tls]
-certificate = "{pki.server_cert}"
-key = "{pki.server_key}"
-chain = "{pki.intermediate_cert}"
-
-[[vhost]]
-listen = "127.0.0.1:{p_tls}"
-server_name = "localhost"
-tls = true
-backends = ["http://127.0.0.1:{b}"]
-"""
+""" + ADMIN_TLS_ONE_VHOST
 
 
-@dataclass
-class Stack:
-    dir: Path
-    pki: object
-    ports: dict
-    proxy: Proc
-    config: Path
-
-    def admin(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['p_admin']}{path}", timeout=5) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def ready(self) -> dict:
-        return json.loads(self.admin("/readyz")[1])
-
-    def error_log(self) -> str:
-        return (self.dir / "error.log").read_text()
-
-    def wait(self, predicate, what: str, timeout: float = 20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; error log:\n{self.error_log()[-3000:]}")
-
-    def metric(self, name: str) -> float:
-        text = self.admin("/metrics")[1].decode()
-        m = re.search(rf"^{re.escape(name)} ([\d.e+]+)$", text, re.M)
-        return float(m.group(1)) if m else 0.0
-
-
-def _start(pki, d: Path, grace: float = 10) -> Stack:
-    names = ["p_tls", "p_admin", "b"]
-    ports = dict(zip(names, free_ports(len(names))))
-    backend = start_backend(d, ports["b"], name="backend")
-    cfg = d / "tlsfront.toml"
-    cfg.write_text(CONFIG.format(d=d, pki=pki, workers=WORKERS, grace=grace, **ports))
-    proxy = start_proxy(d, cfg, [("127.0.0.1", ports["p_tls"]), ("127.0.0.1", ports["p_admin"])])
-    stack = Stack(d, pki, ports, proxy, cfg)
-    stack.backend = backend  # type: ignore[attr-defined]
-    stack.wait(lambda: stack.ready()["workers"]["ready"] == WORKERS, "workers ready")
-    return stack
+def _start(pki, d: Path, grace: float = 10, record: Path | None = None) -> Stack:
+    return start_stack(pki, d, CONFIG, workers=WORKERS, grace=grace, record=record)
 
 
 def _stop(stack: Stack) -> int:
-    code = stack.proxy.stop(timeout=30)
-    stack.backend.stop()  # type: ignore[attr-defined]
-    assert "Traceback" not in stack.proxy.output()
-    return code
+    return stack.stop(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -117,58 +53,6 @@ def stack(pki, tmp_path_factory):
     s = _start(pki, tmp_path_factory.mktemp("workers"))
     yield s
     assert _stop(s) == 0, s.proxy.output()
-
-
-# ------------------------------------------------------------------ a client under load
-
-
-@dataclass
-class Load:
-    """Sequential HTTPS requests, one connection each (what curl does), from one source."""
-
-    stack: Stack
-    path: str = "/load"
-    source: str = "127.0.0.1"
-    results: list = field(default_factory=list)  # (start, end, error or None)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self.ctx = ssl.create_default_context(cafile=str(self.stack.pki.ca_cert))
-        self.ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # cheap resumptions keep the CPU for the test
-        self.session = None
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def one(self) -> None:
-        raw = socket.create_connection(("127.0.0.1", self.stack.ports["p_tls"]), timeout=15,
-                                       source_address=(self.source, 0))
-        with self.ctx.wrap_socket(raw, server_hostname="localhost", session=self.session) as s:
-            s.sendall(f"GET {self.path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-            status, _v, _h, _body = read_response(s)
-            self.session = s.session
-            if status != 200:
-                raise RuntimeError(f"status {status}")
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            start = time.monotonic()
-            try:
-                self.one()
-                self.results.append((start, time.monotonic(), None))
-            except Exception as exc:  # noqa: BLE001 - every failure is a finding
-                self.results.append((start, time.monotonic(), f"{type(exc).__name__}: {exc}"))
-                self.session = None
-
-    def __enter__(self) -> "Load":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(30)
-
-    @property
-    def failures(self) -> list:
-        return [r for r in self.results if r[2] is not None]
 
 
 def test_killed_worker_is_replaced_and_no_request_fails_after(stack):
@@ -202,8 +86,7 @@ def test_ten_reloads_under_load_fail_no_request(stack):
     generation = stack.ready()["generation"]
     master = int((stack.dir / "tlsfront.pid").read_text())
     series = f'tlsfront_http_requests_total{{code="2xx",vhost="localhost:{stack.ports["p_tls"]}"}}'
-    time.sleep(1.2)  # let the workers' snapshots catch up
-    before = stack.metric(series)
+    before = stack.settled_metric(series)  # the earlier tests' requests, all in the snapshots
     with Load(stack) as load:
         stack.wait(lambda: len(load.results) >= 10, "requests before the reloads")
         for i in range(1, 11):
@@ -215,23 +98,10 @@ def test_ten_reloads_under_load_fail_no_request(stack):
     assert len(load.results) >= 30
     assert stack.error_log().count("TLSF0006: configuration reloaded") >= 10
     # The old generations drained and exited: exactly WORKERS workers remain.
-    stack.wait(lambda: len(_children(master)) == WORKERS, f"{WORKERS} worker processes")
+    stack.wait(lambda: len(children(master)) == WORKERS, f"{WORKERS} worker processes")
     # Counters survive 10 generations of workers (dead workers' snapshots are folded in).
     stack.wait(lambda: stack.metric(series) == before + len(load.results),
                f"{series} == {before} + {len(load.results)}")
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(p.name))
-    return out
 
 
 def test_bad_config_on_sighup_keeps_the_old_one_serving(stack):
@@ -272,7 +142,8 @@ def test_sigusr1_reopens_logs_in_master_and_workers(stack):
 
 
 def test_sigterm_lets_a_slow_request_finish(pki, tmp_path):
-    stack = _start(pki, tmp_path, grace=10)
+    received = tmp_path / "received.txt"
+    stack = _start(pki, tmp_path, grace=10, record=received)
     result: dict = {}
 
     def slow() -> None:
@@ -284,11 +155,19 @@ def test_sigterm_lets_a_slow_request_finish(pki, tmp_path):
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.7)  # the request is at the backend now
+    # The request is at the backend (its record says so). Was: a fixed 0.7 s, after which a
+    # loaded machine had sometimes not even finished the handshake, so SIGTERM found an idle
+    # connection and closed it.
+    stack.wait(lambda: received.exists() and b"/slow/2" in received.read_bytes(), "the request at the backend")
     stack.proxy.popen.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    with pytest.raises(OSError):  # no longer accepting
-        socket.create_connection(("127.0.0.1", stack.ports["p_tls"]), timeout=2).close()
+
+    def refused() -> bool:  # no longer accepting (was: one try after a fixed 0.3 s)
+        try:
+            socket.create_connection(("127.0.0.1", stack.ports["p_tls"]), timeout=2).close()
+            return False
+        except OSError:
+            return True
+    stack.wait(refused, "the listener closed after SIGTERM", timeout=10)
     t.join(20)
     assert result["response"][0] == 200
     assert stack.proxy.popen.wait(20) == 0
