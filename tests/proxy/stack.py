@@ -5,7 +5,7 @@ The pieces several test files had their own copies of:
 - `ADMIN_TLS_ONE_VHOST`: the ``[admin]`` listener, the ``[tls]`` defaults from the `pki` fixture and one
   TLS vhost ``localhost`` on ``127.0.0.1:{p_tls}`` in front of ``127.0.0.1:{b}``; a test's own ``[server]``
   section goes before it (placeholders: ``{d}``, ``{pki}``, ``{p_admin}``, ``{p_tls}``, ``{b}``);
-  `TLS_DEFAULTS` is the ``[tls]`` section alone;
+  `TLS_DEFAULTS` is the ``[tls]`` section alone, `ONE_WORKER_SERVER` a ``[server]`` with one worker;
 - `start_stack`: leased ports, the demo backend, the config file, `tlsfront serve`, and a wait until
   every worker is ready (``/readyz`` answers 200 as soon as ONE worker is ready, so the wait reads
   the worker count, not the status);
@@ -40,6 +40,16 @@ TLS_DEFAULTS = """
 certificate = "{pki.server_cert}"
 key = "{pki.server_key}"
 chain = "{pki.intermediate_cert}"
+"""
+
+# [server] of the single-worker fronts (quirks, redirects): one worker keeps the wire order exact.
+ONE_WORKER_SERVER = """
+[server]
+allow_root = true  # CI runs as root; serving as root is refused otherwise
+workers = 1
+error_log = "{d}/error.log"
+access_log = "{d}/access.log"
+shutdown_grace_seconds = 2
 """
 
 ADMIN_TLS_ONE_VHOST = """

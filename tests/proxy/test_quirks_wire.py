@@ -24,25 +24,14 @@ import pytest
 from rawtls import RawTLSClient, Response
 
 from helpers import TLSFRONT, Proc, free_ports, start_backend, start_proxy
+from stack import ONE_WORKER_SERVER, TLS_DEFAULTS
 from tlsfront.frontend import ACCURATE_SHUTDOWN_WAIT_SECONDS
 
 MSIE_55 = "Mozilla/4.0 (compatible; MSIE 5.5; Windows 98)"
 MODERN = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
 ALL_FOUR = ("nokeepalive", "downgrade-1.0", "force-response-1.0", "ssl-unclean-shutdown")  # quirks.NAMES order
 
-CONFIG = """
-[server]
-allow_root = true  # CI runs as root; serving as root is refused otherwise
-workers = 1
-error_log = "{d}/error.log"
-access_log = "{d}/access.log"
-shutdown_grace_seconds = 2
-
-[tls]
-certificate = "{pki.server_cert}"
-key = "{pki.server_key}"
-chain = "{pki.intermediate_cert}"
-
+CONFIG = ONE_WORKER_SERVER + TLS_DEFAULTS + """
 [[quirk]]   # 0: Apache's default ssl.conf rule (BrowserMatch "MSIE [2-5]"), case-sensitive
 attribute = "User-Agent"
 pattern = "MSIE [2-5]"

@@ -22,25 +22,14 @@ from pathlib import Path
 import pytest
 
 from helpers import Proc, echo_lines, free_ports, start_backend, start_proxy
+from stack import ONE_WORKER_SERVER, TLS_DEFAULTS
 from rawtls import RawTLSClient
 
 CURL = shutil.which("curl")
 NAME = "www.example.test"  # in the test server certificate's SANs
 SHOP = "localhost"  # the :SSL/:NOSSL pair (another name in the certificate)
 
-CONFIG = """
-[server]
-allow_root = true  # CI runs as root; serving as root is refused otherwise
-workers = 1
-error_log = "{d}/error.log"
-access_log = "{d}/access.log"
-shutdown_grace_seconds = 2
-
-[tls]
-certificate = "{pki.server_cert}"
-key = "{pki.server_key}"
-chain = "{pki.intermediate_cert}"
-
+CONFIG = ONE_WORKER_SERVER + TLS_DEFAULTS + """
 [[quirk]]   # clients from 127.0.0.2 get HTTP/1.0 status lines (redirects included)
 attribute = "Remote_Addr"
 pattern = "^127\\\\.0\\\\.0\\\\.2$"
