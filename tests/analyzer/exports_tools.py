@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,10 +19,7 @@ T = TypeVar("T")
 TLSLOG = [sys.executable, "-m", "tlslog.cli"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ports import free_port  # noqa: E402,F401  - leased: no pick-then-bind race (tests/ports.py)
 
 
 def tool(name: str) -> str:

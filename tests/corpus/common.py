@@ -53,11 +53,7 @@ CATEGORIES: tuple[str, ...] = (
 RUN_USER = "www-data"  # servers drop to this user so that chmod 000 and mutex dirs bite
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (the server binds it a moment later)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ports import free_port  # noqa: E402,F401  - leased: the server binds it later, no race (tests/ports.py)
 
 
 def _listening_ports() -> set[int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -141,10 +140,7 @@ def test_admin_address_must_not_be_a_vhost() -> None:
     assert msg and "vhost[1]" in msg and "never be served on a public vhost" in msg
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ports import free_port as _free_port  # noqa: E402  - leased (tests/ports.py)
 
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="LOUD: prometheus is not installed")
