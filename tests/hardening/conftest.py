@@ -55,6 +55,7 @@ def write_config(d: Path, pki, port: int, admin_port: int, backend_port: int, *,
     cfg = d / "tlsfront.toml"
     cfg.write_text(f"""
 [server]
+allow_root = true
 workers = 1
 error_log = "{d}/error.log"
 access_log = "{d}/access.log"

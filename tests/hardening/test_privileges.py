@@ -11,8 +11,8 @@ workers die with the master. This file extends it, without repeating it:
 - the pid file (the master's pid, not writable by others) and the logs (0640, owned by the
   worker user, not readable by others: they hold client addresses);
 - refusing to serve as root: `user`/`group` naming root without `allow_root` is a start-up
-  error with the fix in the message (the case without `user` is not enforced: xfail, see
-  docs/hardening.md); `allow_root = true` serves as root;
+  error with the fix in the message, and so is a root master with no `user` at all;
+  `allow_root = true` serves as root;
 - a private key readable by others: a warning naming the file and `chmod 400`, from
   `tlsfront check` and at `serve` start-up. (No strict setting exists to refuse instead:
   see docs/hardening.md.)
@@ -172,11 +172,10 @@ REFUSED = [
     pytest.param('user = "root"', id="user root"),
     pytest.param('user = "root"\ngroup = "nogroup"', id="user root group nogroup"),
     pytest.param('user = "nobody"\ngroup = "root"', id="user nobody group root"),
-    # conf/tlsfront.toml says "Refuse to serve as root unless this is true", but with no
-    # `user` at all the workers keep root: every e2e test of the project (CI runs as root)
-    # starts tlsfront that way, so the refusal needs a coordinated change (docs/hardening.md).
-    pytest.param("", id="no user", marks=pytest.mark.xfail(
-        strict=True, reason="not enforced yet without `user`: serving as root is allowed")),
+    # no `user` at all: the workers would keep root's credentials (conf/tlsfront.toml:
+    # "Refuse to serve as root unless this is true"); the project's e2e configs say
+    # allow_root = true explicitly, since CI runs as root.
+    pytest.param("", id="no user"),
 ]
 
 

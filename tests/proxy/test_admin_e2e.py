@@ -32,6 +32,7 @@ pytestmark = pytest.mark.skipif(
 
 CONFIG = """
 [server]
+allow_root = true
 error_log = "{d}/error.log"
 access_log = "{d}/access.log"
 ssl_request_log = "{d}/ssl_request.log"

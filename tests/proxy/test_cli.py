@@ -25,6 +25,7 @@ def good_config(tmp_path: Path, pki, extra: str = "") -> Path:
     p = tmp_path / "ok.toml"
     p.write_text(textwrap.dedent(f"""
         [server]
+        allow_root = true
         error_log = "logs/error.log"
         [admin]
         listen = "127.0.0.1:9180"

@@ -274,6 +274,7 @@ def test_serve_asks_once_in_the_master_before_workers_start(tmp_path, pki, enc):
     cfg = tmp_path / "serve.toml"
     cfg.write_text(textwrap.dedent(f"""
         [server]
+        allow_root = true
         error_log = "logs/error.log"
         workers = 2
         [[vhost]]

@@ -40,6 +40,7 @@ WORKERS = 4
 
 CONFIG = """
 [server]
+allow_root = true
 error_log = "{d}/error.log"
 access_log = "{d}/access.log"
 log_level = "debug"

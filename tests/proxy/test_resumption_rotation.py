@@ -23,6 +23,7 @@ ROTATION_SECONDS = 3
 
 CONFIG = """
 [server]
+allow_root = true
 error_log = "{d}/error.log"
 pid_file = "{d}/tlsfront.pid"
 workers = 2

@@ -32,6 +32,7 @@ WORKERS = 2
 
 CONFIG = """
 [server]
+allow_root = true
 error_log = "{d}/error.log"
 access_log = "{d}/access.log"
 pid_file = "{d}/tlsfront.pid"

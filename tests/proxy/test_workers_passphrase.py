@@ -18,6 +18,7 @@ from helpers import TLSFRONT, free_ports
 
 CONFIG = """
 [server]
+allow_root = true
 error_log = "{d}/error.log"
 workers = 2
 shutdown_grace_seconds = 2
