@@ -23,7 +23,8 @@ A `BackendConnection` carries one exchange at a time (no pipelining towards
 backends: legacy servers are bad at it). It parses the response with
 `http1.ResponseReader` and passes events to its sink: `backend_head(resp)`,
 `backend_body(data)`, `backend_end()`, or `backend_lost(reason, started)` if
-the connection dies first. After `backend_end` the sink gives the connection
+the connection dies first; `backend_flush()` after each read's events (the sink
+may hold what one read produced and send it at once). After `backend_end` the sink gives the connection
 back with `release(reusable)`.
 
 Idle connections close after `backend_idle_seconds` (model.Timeouts).
@@ -42,7 +43,7 @@ from twisted.internet import error as _neterror
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 
-from . import http1
+from . import http1, tcpio
 from .model import Backend, Timeouts
 
 DOWN_SECONDS = 10.0  # how long a refusing backend is skipped (nginx's fail_timeout default)
@@ -55,6 +56,7 @@ class Sink(_TypingProtocol):  # pragma: no cover - documentation of the callback
     def backend_head(self, response: http1.Response) -> None: ...
     def backend_body(self, data: bytes) -> None: ...
     def backend_end(self) -> None: ...
+    def backend_flush(self) -> None: ...
     def backend_lost(self, reason: Failure, started: bool) -> None: ...
 
 
@@ -77,6 +79,7 @@ class BackendConnection(Protocol):
     # -- Twisted ----------------------------------------------------------
 
     def connectionMade(self) -> None:
+        tcpio.tune(self.transport)  # TCP_NODELAY, write-through (tcpio.py)
         sink, self.connected_sink = self.connected_sink, None
         if sink is not None:
             sink._pool_connected(self)
@@ -109,7 +112,8 @@ class BackendConnection(Protocol):
                     self.reusable = False
                 sink.backend_head(event)
             if self.sink is not sink:  # the sink gave up (client gone): stop
-                return
+                break
+        sink.backend_flush()
 
     def connectionLost(self, reason: Failure = _neterror.ConnectionDone()) -> None:
         self.lost = True

@@ -266,6 +266,7 @@ class FrontendProtocol(Protocol):
         self.reader = http1.RequestReader(env.reader_limits)
         self._timer = None
         self._timer_kind = ""
+        self._deadline = 0.0
         self._queued: list = []
         self._backlog: list[bytes] = []
         self._backlog_bytes = 0
@@ -298,6 +299,7 @@ class FrontendProtocol(Protocol):
         self._resp: http1.Response | None = None
         self._resp_head_sent = False
         self._out_chunked = False
+        self._out: list[bytes] | None = None  # response bytes held until backend_flush
         self._keep = False
         self._bytes_out = 0
         self._bytes_in = 0
@@ -392,13 +394,25 @@ class FrontendProtocol(Protocol):
 
     # -- timers --------------------------------------------------------------------
 
+    # One lazy DelayedCall per connection: a deadline is a number (`_deadline`, `_timer_kind`),
+    # and the call is moved only when a deadline comes *sooner* than it is scheduled. A later
+    # deadline (the common case: keep-alive -> header -> response -> keep-alive, body-idle
+    # renewals) costs no reactor work: the call fires early and re-arms for the rest.
+    # Disarming (`_disarm`) only forgets the kind. Was: a cancel and a new callLater per
+    # request and per state, about 6% of a keep-alive worker's samples (docs/benchmarks.md).
+
     def _set_timer(self, seconds: float, kind: str) -> None:
-        timer = self._timer
-        if timer is not None and timer.active():
-            timer.reset(seconds)
-        else:
-            self._timer = self.env.reactor.callLater(seconds, self._timeout)
+        self._deadline = self.env.reactor.seconds() + seconds
         self._timer_kind = kind
+        timer = self._timer
+        if timer is None:
+            self._timer = self.env.reactor.callLater(seconds, self._timeout)
+        elif timer.getTime() > self._deadline:
+            timer.reset(seconds)
+
+    def _disarm(self) -> None:
+        """No deadline runs (the call, if scheduled, fires and finds nothing to do)."""
+        self._timer_kind = ""
 
     def _cancel_timer(self) -> None:
         timer = self._timer
@@ -410,6 +424,12 @@ class FrontendProtocol(Protocol):
     def _timeout(self) -> None:
         kind = self._timer_kind
         self._timer = None
+        if not kind:
+            return  # disarmed since it was scheduled
+        remaining = self._deadline - self.env.reactor.seconds()
+        if remaining > 1e-6:  # the deadline moved later: wait for the rest
+            self._timer = self.env.reactor.callLater(remaining, self._timeout)
+            return
         self._timer_kind = ""
         env = self.env
         label = self._default_site.label if self._default_site else "-"
@@ -507,7 +527,7 @@ class FrontendProtocol(Protocol):
         if req.has_body:
             self._set_timer(env.timeouts.client_body_idle_seconds, "body")
         else:
-            self._cancel_timer()
+            self._disarm()
         site = self._default_site if self.tls else self.resolve(self.local_ip, self.local_port, req.host)
         if site is None:
             label = self._default_site.label if self._default_site else "-"
@@ -566,7 +586,7 @@ class FrontendProtocol(Protocol):
     def _request_body(self, data: bytes) -> None:
         self._bytes_in += len(data)
         if self._timer_kind == "body":
-            self._timer.reset(self.env.timeouts.client_body_idle_seconds)
+            self._deadline = self.env.reactor.seconds() + self.env.timeouts.client_body_idle_seconds
         conn = self.conn
         if conn is None:
             if not self._status:  # not connected yet: keep, and stop reading past a bound
@@ -583,7 +603,7 @@ class FrontendProtocol(Protocol):
     def _request_end(self) -> None:
         self._req_done = True
         if self._timer_kind == "body":
-            self._cancel_timer()
+            self._disarm()
         conn = self.conn
         if conn is not None:
             if self.req.chunked:
@@ -705,7 +725,7 @@ class FrontendProtocol(Protocol):
 
     def backend_head(self, resp: http1.Response) -> None:
         if self._timer_kind == "response":
-            self._cancel_timer()
+            self._disarm()
         self._resp = resp
         req = self.req
         quirks = self.quirks
@@ -740,27 +760,46 @@ class FrontendProtocol(Protocol):
         head = http1.response_head_bytes(version, resp.status, resp.reason, out)
         self._bytes_out += len(head)
         self._resp_head_sent = True
-        transport = self.transport
-        transport.write(head)
+        # Held until the end of this backend read (backend_flush, backend_end): the head and
+        # the body bytes that came with it leave as one TLS record in one send.
+        self._out = [head]
         if self.conn is not None:
             self._backend_gate = _Gate(self.conn.transport)
-            transport.registerProducer(_Pump(self._backend_gate, "download"), True)
+            self.transport.registerProducer(_Pump(self._backend_gate, "download"), True)
             self._download_registered = True
 
     def backend_body(self, data: bytes) -> None:
         n = len(data)
         self._body_out += n
+        out = self._out
         if self._out_chunked:
             self._bytes_out += n + 8
-            self.transport.writeSequence(http1.chunk(data))
+            if out is not None:
+                out.extend(http1.chunk(data))
+            else:
+                self.transport.writeSequence(http1.chunk(data))
         else:
             self._bytes_out += n
-            self.transport.write(data)
+            if out is not None:
+                out.append(data)
+            else:
+                self.transport.write(data)
+
+    def backend_flush(self) -> None:
+        """The backend read is over: send what backend_head/backend_body held."""
+        out = self._out
+        if out is not None:
+            self._out = None
+            self.transport.writeSequence(out)  # TLSMemoryBIOProtocol: one record
 
     def backend_end(self) -> None:
         if self._out_chunked:
-            self.transport.write(http1.LAST_CHUNK)
+            if self._out is not None:
+                self._out.append(http1.LAST_CHUNK)
+            else:
+                self.transport.write(http1.LAST_CHUNK)
             self._bytes_out += 5
+        self.backend_flush()
         conn, self.conn = self.conn, None
         if self._download_registered:
             self.transport.unregisterProducer()
@@ -891,6 +930,8 @@ class FrontendProtocol(Protocol):
         (shutdown.py), or at once (`abort`)."""
         if self._closing:
             return
+        if not abort:
+            self.backend_flush()  # a response's bytes held for this read go first
         self._closing = True
         self._cancel_timer()
         transport = self.transport

@@ -31,7 +31,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from . import http1, sniff, tlserrors
+from . import http1, sniff, tcpio, tlserrors
 from .backend import Upstream
 from .frontend import Env, FrontendFactory, Site
 from .model import VHost
@@ -114,6 +114,7 @@ class PortProtocol(Protocol):
 
     def connectionMade(self) -> None:
         listener = self.listener
+        tcpio.tune(self.transport)  # TCP_NODELAY, write-through (tcpio.py)
         host = self.transport.getHost()
         self._local = (host.host, host.port)
         vhost = listener.tls_for(host.host, host.port)

@@ -39,6 +39,9 @@ class Sink:
     def backend_end(self):
         self.events.append(("end",))
 
+    def backend_flush(self):
+        pass  # the frontend sends what one read produced at once; nothing to record here
+
     def backend_lost(self, reason, started):
         self.events.append(("lost", started))
 
