@@ -38,8 +38,6 @@ Theory of operation:
 
 from __future__ import annotations
 
-import json
-import os
 import selectors
 import shutil
 import signal
@@ -47,103 +45,28 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .affinity import BindFailure, Listener, open_listeners
-from .model import Address, Config
+from .affinity import BindFailure, open_listeners
+# The parts live in master_*.py, privileges.py and pidfile.py; their public names stay
+# importable from here (tests and cli.py use master.worker_count, master.Child, ...).
+from .master_admin import AdminMixin, _bind_admin
+from .master_children import (BACKOFF_FIRST_SECONDS, BACKOFF_MAX_SECONDS,  # noqa: F401
+                              READY_TIMEOUT_SECONDS, STABLE_SECONDS, Child, ChildrenMixin,
+                              Generation, describe_status, worker_count)
+from .master_reload import ReloadMixin
+from .model import Config
+from .pidfile import remove_pid_file, write_pid_file
+from .privileges import chown, root_refusal, worker_ids
 
-BACKOFF_FIRST_SECONDS = 0.25
-BACKOFF_MAX_SECONDS = 30.0
-STABLE_SECONDS = 10.0  # a worker that lived this long resets the back-off
-READY_TIMEOUT_SECONDS = 30.0  # new workers must adopt their sockets within this (reload, start)
 KILL_AFTER_GRACE_SECONDS = 5.0
-ADMIN_REQUEST_TIMEOUT_SECONDS = 5.0
-ADMIN_MAX_REQUEST_BYTES = 16 * 1024
 
 
-@dataclass
-class Child:
-    pid: int
-    kind: str  # "worker" | "aux"
-    index: int
-    generation: int
-    started: float
-    ready_fd: int | None = None
-    ready: bool = False
+class Master(ChildrenMixin, ReloadMixin, AdminMixin):
+    """The master process; its parts are mixed in from master_children.py (the worker
+    table), master_reload.py (SIGHUP, ticket rotation) and master_admin.py (/metrics)."""
 
-
-@dataclass
-class Generation:
-    """One configuration's workers, Contexts, logs and sockets."""
-
-    number: int
-    config: Config
-    contexts: dict
-    listeners: dict[Address, Listener]
-    logs: Any  # logfiles.Logs
-    workers: int
-    loader: Any  # keys.KeyLoader
-    slots: list[int | None] = field(default_factory=list)  # pid per worker index
-
-    def __post_init__(self) -> None:
-        if not self.slots:
-            self.slots = [None] * self.workers
-
-
-def worker_count(config: Config) -> int:
-    return config.server.workers or os.cpu_count() or 1
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        return f"killed by {name}"
-    return f"exit status {os.WEXITSTATUS(status)}"
-
-
-def _ids(config: Config) -> tuple[int | None, int | None]:
-    """uid/gid the workers switch to, when the master runs as root and `user`/`group` say so."""
-    s = config.server
-    if os.geteuid() != 0 or (s.user is None and s.group is None):
-        return None, None
-    import grp
-    import pwd
-
-    uid = gid = None
-    if s.user is not None:
-        pw = pwd.getpwnam(s.user)
-        uid, gid = pw.pw_uid, pw.pw_gid
-    if s.group is not None:
-        gid = grp.getgrnam(s.group).gr_gid
-    return uid, gid
-
-
-def root_refusal(config: Config, worker_uid: int | None, worker_gid: int | None) -> str | None:
-    """Why the workers must not start: `user`/`group` name root (uid/gid 0) while
-    `allow_root` is false (Apache refuses `User root` unless built with BIG_SECURITY_HOLE).
-    None when fine. (Neither `user` nor `group` set: the workers keep the master's
-    credentials, as before; see docs/hardening.md.)"""
-    if os.geteuid() != 0 or config.server.allow_root or (worker_uid != 0 and worker_gid != 0):
-        return None
-    s = config.server
-    named = f"user = {s.user!r}" if worker_uid == 0 else f"group = {s.group!r}"
-    return (f"refusing to serve as root: [server] {named} gives the workers "
-            f"{'uid' if worker_uid == 0 else 'gid'} 0. Fix: set [server] user (and group) to an "
-            f"unprivileged account such as \"www-data\", or set allow_root = true in [server] "
-            f"to accept the risk.")
-
-
-class Master:
     def __init__(self, config: Config, *, stderr: bool = False,
                  extra_setup: Callable[[Any, Any], None] | None = None,
                  announce: Callable[[Any], None] | None = None) -> None:
@@ -214,7 +137,7 @@ class Master:
             logs.close()
             return 1
         try:
-            self.uid, self.gid = _ids(config)
+            self.uid, self.gid = worker_ids(config)
         except KeyError as exc:
             print(f"tlsfront: server.user/group: {exc}", file=sys.stderr)
             return 1
@@ -252,41 +175,8 @@ class Master:
         for key, fields in startup_lines(config, tls_warnings, tlsctx.last_seed_result()):
             logs.error(key, **fields)
 
-    def _build_registry(self) -> None:
-        from prometheus_client.registry import CollectorRegistry
-
-        from .metrics import SnapshotCollector
-
-        self.registry = CollectorRegistry()
-        files = SnapshotCollector(self.snapshot_dir, self._live_worker_pids)
-        self.snapshots = lambda: [self.retired, *files()]
-        self.registry.register(self.metrics.collector(extra_snapshots=self.snapshots))
-
-    def _retire_snapshot(self, pid: int) -> None:
-        """Fold a dead worker's last snapshot into `self.retired` (its counters and
-        histograms only: its gauges died with it) and delete the file, so counters never
-        go backwards and the directory does not grow with every restart and reload."""
-        from .metrics import _KIND, merge_snapshots
-
-        assert self.snapshot_dir is not None
-        path = self.snapshot_dir / f"worker-{pid}.json"
-        try:
-            snap = json.loads(path.read_text(encoding="ascii"))
-        except (OSError, ValueError):
-            return
-        snap["series"] = {n: rows for n, rows in snap.get("series", {}).items() if _KIND.get(n) == "counter"}
-        self.retired = merge_snapshots([self.retired, snap])
-        try:
-            path.unlink()
-        except OSError:
-            pass
-
     def _chown(self, path: Path) -> None:
-        if self.uid is not None or self.gid is not None:
-            try:
-                os.chown(path, -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
-            except OSError:
-                pass
+        chown(path, self.uid, self.gid)
 
     def _chown_logs(self, logs: Any) -> None:
         for f in logs.files:
@@ -304,8 +194,7 @@ class Master:
             return status
         assert self.gen is not None
         pid_file = self.gen.config.server.pid_file
-        if pid_file is not None:
-            pid_file.write_text(f"{os.getpid()}\n")
+        write_pid_file(pid_file)
         self._install_signals()
         if self.admin_sock is not None:
             self.sel.register(self.admin_sock, selectors.EVENT_READ, self._admin_accept)
@@ -373,9 +262,7 @@ class Master:
             self._begin_shutdown("startup failure", 1)
         if self.next_rotation is not None and now >= self.next_rotation and self.pending is None:
             self._reload(rotate=True)
-        for conn, (_buf, deadline) in list(self.admin_conns.items()):
-            if now >= deadline:
-                self._admin_close(conn)
+        self._admin_expire(now)
 
     # ------------------------------------------------------------------ signals
 
@@ -413,114 +300,6 @@ class Master:
             elif sig == signal.SIGUSR1:
                 self._reopen_logs()
 
-    def _signal(self, pid: int, sig: int) -> None:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-    # ------------------------------------------------------------------ children
-
-    def _master_fds(self) -> list[int]:
-        """Descriptors a child must close: everything of the master's except its own slot."""
-        fds: list[int] = []
-        for gen in (self.gen, self.pending):
-            if gen is not None:
-                for listener in gen.listeners.values():
-                    fds += listener.fds()
-        if self.admin_sock is not None:
-            fds.append(self.admin_sock.fileno())
-        fds += [c.fileno() for c in self.admin_conns]
-        for s in (self.wake_r, self.wake_w):
-            if s is not None:
-                fds.append(s.fileno())
-        fds += [c.ready_fd for c in self.children.values() if c.ready_fd is not None]
-        try:
-            fds.append(self.sel.fileno())  # type: ignore[attr-defined]
-        except (AttributeError, ValueError):
-            pass
-        return fds
-
-    def _fork_worker(self, gen: Generation, index: int) -> None:
-        from . import worker
-        from .serve import Bound
-
-        bound = [Bound(address, listener.sock_for(index)) for address, listener in gen.listeners.items()]
-        mine = {b.sock.fileno() for b in bound}
-        close = [fd for fd in self._master_fds() if fd not in mine]
-        r, w = os.pipe()
-        close.append(r)
-        gen.logs.flush()
-        try:
-            pid = os.fork()
-        except OSError as exc:  # EAGAIN/ENOMEM: try again later, as for a worker that died
-            os.close(r)
-            os.close(w)
-            delay = self._backoff(("worker", index), 0.0)
-            gen.logs.error("worker_exited", worker=f"{index}/{gen.number}", worker_pid="-",
-                           status=f"fork() failed: {exc.strerror or exc}", delay_seconds=f"{delay:g}")
-            if gen is self.gen:
-                self.restarts[("worker", index)] = time.monotonic() + delay
-            elif gen is self.pending:
-                self._abort_reload(f"fork() failed: {exc.strerror or exc}")
-            return
-        if pid == 0:
-            worker.child_main(worker.Handover(
-                index=index, generation=gen.number, config=gen.config, contexts=gen.contexts,
-                bound=bound, logs=gen.logs, ready_fd=w, snapshot_dir=self.snapshot_dir,
-                close_fds=close, uid=self.uid, gid=self.gid))
-        os.close(w)
-        os.set_blocking(r, False)
-        child = Child(pid, "worker", index, gen.number, time.monotonic(), ready_fd=r)
-        self.children[pid] = child
-        gen.slots[index] = pid
-        self.sel.register(r, selectors.EVENT_READ, lambda fd, c=child: self._ready_readable(c))
-        gen.logs.error("worker_started", worker=f"{index}/{gen.number}", worker_pid=pid)
-
-    def _fork_aux(self) -> None:
-        from . import worker
-
-        assert self.gen is not None
-        close = self._master_fds()
-        for listener in self.gen.listeners.values():
-            close += listener.fds()
-        pid = os.fork()
-        if pid == 0:
-            worker.aux_main(self.extra_setup, close, self.uid, self.gid)
-        self.aux_pid = pid
-        self.children[pid] = Child(pid, "aux", 0, 0, time.monotonic(), ready=True)
-
-    def _ready_readable(self, child: Child) -> None:
-        fd = child.ready_fd
-        assert fd is not None
-        try:
-            data = os.read(fd, 16)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data.startswith(b"R"):
-            child.ready = True
-        self.sel.unregister(fd)
-        os.close(fd)
-        child.ready_fd = None
-        if child.ready:
-            self._worker_ready(child)
-
-    def _worker_ready(self, child: Child) -> None:
-        if child.kind != "worker" or child.pid not in self.children:
-            return
-        if self.pending is not None and child.generation == self.pending.number:
-            if self._all_ready(self.pending):
-                self._commit_reload()
-        elif not self.started and self.gen is not None and child.generation == self.gen.number:
-            if self._all_ready(self.gen):
-                self._startup_complete()
-
-    def _all_ready(self, gen: Generation) -> bool:
-        return all(pid is not None and pid in self.children and self.children[pid].ready
-                   for pid in gen.slots)
-
     def _startup_complete(self) -> None:
         assert self.gen is not None
         self.started = True
@@ -536,176 +315,6 @@ class Master:
                 self.announce(None)
             except Exception as exc:  # noqa: BLE001 - printing the demo banner must not stop the proxy
                 print(f"tlsfront: announce failed: {exc}", file=sys.stderr)
-
-    def _schedule_rotation(self) -> None:
-        assert self.gen is not None
-        every = self.gen.config.server.session_ticket_rotation_seconds
-        self.next_rotation = time.monotonic() + every if every > 0 else None
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            child = self.children.pop(pid, None)
-            if child is None:
-                continue
-            if child.ready_fd is not None:
-                try:
-                    self.sel.unregister(child.ready_fd)
-                except KeyError:
-                    pass
-                os.close(child.ready_fd)
-                child.ready_fd = None
-            if child.kind == "worker" and self.snapshot_dir is not None:
-                self._retire_snapshot(child.pid)
-            self._child_exited(child, status)
-
-    def _backoff(self, key: tuple[str, int], lived: float) -> float:
-        if lived >= STABLE_SECONDS:
-            self.failures[key] = 0
-        n = self.failures.get(key, 0)
-        self.failures[key] = n + 1
-        return min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * (2 ** n))
-
-    def _child_exited(self, child: Child, status: int) -> None:
-        now = time.monotonic()
-        if child.kind == "aux":
-            self.aux_pid = None
-            if not self.started and not self.stopping:
-                print(f"tlsfront: the helper process (pid {child.pid}) exited during start-up "
-                      f"({describe_status(status)})", file=sys.stderr)
-                self._begin_shutdown("startup failure", 1)
-            elif not self.stopping:
-                delay = self._backoff(("aux", 0), now - child.started)
-                self.log("worker_exited", worker="aux", worker_pid=child.pid,
-                         status=describe_status(status), delay_seconds=f"{delay:g}")
-                self.restarts[("aux", 0)] = now + delay
-            return
-        gen = self.gen
-        if self.pending is not None and child.generation == self.pending.number:
-            self.pending.slots[child.index] = None
-            self._abort_reload(f"new worker {child.index} (pid {child.pid}) exited before it was ready: "
-                               f"{describe_status(status)}")
-            return
-        if gen is None or child.generation != gen.number or gen.slots[child.index] != child.pid:
-            return  # an old generation's worker finished draining
-        gen.slots[child.index] = None
-        if self.stopping:
-            return
-        if not self.started:
-            self.log("worker_start_failed", worker=f"{child.index}/{child.generation}", worker_pid=child.pid,
-                     status=describe_status(status))
-            print(f"tlsfront: worker {child.index} (pid {child.pid}) exited during start-up "
-                  f"({describe_status(status)}); see the error log", file=sys.stderr)
-            self._begin_shutdown("startup failure", 1)
-            return
-        delay = self._backoff(("worker", child.index), now - child.started)
-        self.log("worker_exited", worker=f"{child.index}/{child.generation}", worker_pid=child.pid,
-                 status=describe_status(status), delay_seconds=f"{delay:g}")
-        self.restarts[("worker", child.index)] = now + delay
-
-    def _live_worker_pids(self) -> list[int]:
-        return [c.pid for c in self.children.values() if c.kind == "worker"]
-
-    # ------------------------------------------------------------------ reload and rotation
-
-    def _reload(self, rotate: bool) -> None:
-        from . import config as config_mod
-        from . import keys, logfiles, tlsctx
-        from .errors import ConfigErrors
-        from .vhosts import VHostTable
-
-        old = self.gen
-        assert old is not None
-        path = old.config.path
-        if rotate:
-            self.next_rotation = None
-        else:
-            self.log("reload_begin", path=path)
-        try:
-            if rotate:
-                config, loader = old.config, old.loader
-            else:
-                config = config_mod.load(path)
-                loader = keys.KeyLoader(known=list(getattr(old.loader, "known", [])))
-            contexts, _warnings = tlsctx.build_contexts_with_warnings(config, loader=loader)
-            if config.server == old.config.server or rotate:
-                logs = old.logs
-            else:
-                logs = logfiles.Logs.from_settings(config.server)
-                self._chown_logs(logs)
-            listeners, notes = open_listeners(config, VHostTable(config.vhosts).bind_addresses(),
-                                              old.workers, keep=old.listeners)
-        except (ConfigErrors, logfiles.LogFileError, BindFailure, OSError) as exc:
-            self.log("reload_failed", error=_one_line(str(exc)))
-            self.metrics.config_loaded(False)
-            if rotate:
-                self._schedule_rotation()
-            return
-        if worker_count(config) != old.workers:
-            notes.append(f"workers = {worker_count(config)} takes effect at the next restart "
-                         f"({old.workers} workers keep running)")
-        for name, before, after in (("[admin] listen", old.config.admin.listen, config.admin.listen),
-                                    ("server.pid_file", old.config.server.pid_file, config.server.pid_file),
-                                    ("server.user/group", (old.config.server.user, old.config.server.group),
-                                     (config.server.user, config.server.group))):
-            if before != after:
-                notes.append(f"{name} changed: takes effect at the next restart")
-        if not rotate:
-            self._log_startup_facts(logs, config, _warnings)
-        for note in notes:
-            self.log("reload_partial", detail=note)
-        gen = Generation(old.number + 1, config, contexts, listeners, logs, old.workers, loader)
-        gen.rotation = rotate  # type: ignore[attr-defined]
-        self.pending = gen
-        self.pending_deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        for i in range(gen.workers):
-            if self.pending is not gen:
-                break  # a fork failed: the reload was aborted
-            self._fork_worker(gen, i)
-
-    def _commit_reload(self) -> None:
-        old, new = self.gen, self.pending
-        assert old is not None and new is not None
-        self.gen, self.pending = new, None
-        for pid in old.slots:
-            if pid is not None:
-                self._signal(pid, signal.SIGTERM)
-        for key in [k for k in self.restarts if k[0] == "worker"]:
-            del self.restarts[key]
-        self._close_listeners(l for a, l in old.listeners.items() if new.listeners.get(a) is not l)
-        if new.logs is not old.logs:
-            old.logs.close()
-        rotation = getattr(new, "rotation", False)
-        self.metrics.set_vhosts(new.config.vhosts)
-        if not rotation:
-            self.metrics.config_loaded(True)
-        if rotation:
-            self.log("tickets_rotated", vhosts=sum(1 for v in new.config.vhosts if v.is_tls))
-        else:
-            self.log("reload_done", path=new.config.path, vhosts=len(new.config.vhosts))
-        self._schedule_rotation()
-        if self.reload_again is not None:
-            self.reload_again = None
-            self._reload(rotate=False)
-
-    def _abort_reload(self, why: str) -> None:
-        new = self.pending
-        assert new is not None and self.gen is not None
-        self.pending = None
-        for pid in new.slots:
-            if pid is not None:
-                self._signal(pid, signal.SIGTERM)
-        self._close_listeners(l for a, l in new.listeners.items() if self.gen.listeners.get(a) is not l)
-        self.gen.logs.error("reload_failed", error=_one_line(why))
-        if new.logs is not self.gen.logs:
-            new.logs.close()
-        self.metrics.config_loaded(False)
-        self._schedule_rotation()
 
     @staticmethod
     def _close_listeners(listeners: Any) -> None:
@@ -748,136 +357,12 @@ class Master:
         for gen in (self.gen, self.pending):
             if gen is not None:
                 self._close_listeners(gen.listeners.values())
-        if pid_file is not None:
-            try:
-                pid_file.unlink()
-            except OSError:
-                pass
+        remove_pid_file(pid_file)
         if self.snapshot_dir is not None:
             shutil.rmtree(self.snapshot_dir, ignore_errors=True)
         if self.gen is not None:
             self.log("shutdown_done")
             self.gen.logs.close()
-
-    # ------------------------------------------------------------------ admin: /metrics /healthz /readyz
-
-    def _admin_accept(self, sock: socket.socket) -> None:
-        try:
-            conn, _addr = sock.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return
-        conn.setblocking(False)
-        self.admin_conns[conn] = (bytearray(), time.monotonic() + ADMIN_REQUEST_TIMEOUT_SECONDS)
-        self.sel.register(conn, selectors.EVENT_READ, self._admin_read)
-
-    def _admin_close(self, conn: socket.socket) -> None:
-        self.admin_conns.pop(conn, None)
-        try:
-            self.sel.unregister(conn)
-        except (KeyError, ValueError):
-            pass
-        conn.close()
-
-    def _admin_read(self, conn: socket.socket) -> None:
-        try:
-            data = conn.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._admin_close(conn)
-            return
-        buf, _deadline = self.admin_conns[conn]
-        buf += data
-        if b"\r\n\r\n" not in buf and b"\n\n" not in buf and len(buf) < ADMIN_MAX_REQUEST_BYTES:
-            return
-        response = self._admin_response(bytes(buf))
-        self.sel.unregister(conn)
-        self.admin_conns.pop(conn, None)
-        try:
-            conn.setblocking(True)
-            conn.settimeout(2.0)  # loopback scrapers read at once; never let one stall the master
-            conn.sendall(response)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def _admin_response(self, request: bytes) -> bytes:
-        head = request.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-        lines = head.replace(b"\r\n", b"\n").split(b"\n")
-        parts = lines[0].split()
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
-            return _http(400, "text/plain; charset=utf-8", b"bad request\n")
-        method, target = parts[0], parts[1].split(b"?", 1)[0]
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip()
-        if method not in (b"GET", b"HEAD"):
-            return _http(405, "text/plain; charset=utf-8", b"only GET and HEAD\n", head_only=False,
-                         extra=b"Allow: GET, HEAD\r\n")
-        head_only = method == b"HEAD"
-        if target == b"/metrics":
-            from prometheus_client.exposition import choose_encoder
-            encoder, content_type = choose_encoder(headers.get(b"accept", b"").decode("latin-1"))
-            return _http(200, content_type, encoder(self.registry), head_only)
-        if target == b"/healthz":
-            body = {"status": "ok", "pid": os.getpid(), "workers": len(self._live_worker_pids())}
-            return _http(200, "application/json", json.dumps(body, sort_keys=True).encode() + b"\n", head_only)
-        if target == b"/readyz":
-            state = self._readiness()
-            return _http(200 if state.ready else 503, "application/json",
-                         json.dumps(state.as_json(), sort_keys=True).encode() + b"\n", head_only)
-        if target == b"/":
-            return _http(200, "text/plain; charset=utf-8", b"tlsfront admin: /metrics /healthz /readyz\n", head_only)
-        return _http(404, "text/plain; charset=utf-8",
-                     b"Not found. This is the tlsfront admin listener: /metrics, /healthz, /readyz.\n", head_only)
-
-    def _readiness(self) -> Any:
-        from .admin import BackendState, ListenerState, Readiness
-        from .affinity import vhosts_on
-        from .metrics import merge_snapshots
-
-        gen = self.gen
-        assert gen is not None
-        ready_workers = sum(1 for pid in gen.slots if pid in self.children and self.children[pid].ready)
-        listeners = []
-        for address, listener in gen.listeners.items():
-            for v in vhosts_on(gen.config, address):
-                listeners.append(ListenerState(str(v.listen), v.label,
-                                               bool(listener.socks) and ready_workers > 0 and not self.stopping))
-        merged = merge_snapshots([self.metrics.snapshot(), *self.snapshots()])
-        backends = tuple(BackendState(k[0], k[1], v >= 1.0)
-                         for k, v in merged["series"].get("backend_up", []))
-        return Readiness(tuple(listeners), backends,
-                         {"workers": {"configured": gen.workers, "ready": ready_workers,
-                                      "pids": list(gen.slots)},
-                          "generation": gen.number})
-
-
-def _http(status: int, content_type: str, body: bytes, head_only: bool = False, extra: bytes = b"") -> bytes:
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-              503: "Service Unavailable"}[status]
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n").encode()
-    return head + extra + b"\r\n" + (b"" if head_only else body)
-
-
-def _bind_admin(address: Address) -> socket.socket:
-    host = "0.0.0.0" if address.is_wildcard else address.host
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, address.port))
-        sock.listen(64)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def run(config: Config, *, stderr: bool = False, extra_setup: Callable[[Any, Any], None] | None = None,

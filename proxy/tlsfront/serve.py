@@ -43,7 +43,7 @@ class Bound:
         return self.sock.family
 
 
-def bind(address: Address) -> socket.socket:
+def bind(address: Address, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A non-blocking listening socket for `address` ("*" is every IPv4 address)."""
     host = "0.0.0.0" if address.is_wildcard else address.host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -51,7 +51,7 @@ def bind(address: Address) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, address.port))
-        sock.listen(LISTEN_BACKLOG)
+        sock.listen(backlog)
         sock.setblocking(False)
     except OSError:
         sock.close()
