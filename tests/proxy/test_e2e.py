@@ -530,7 +530,8 @@ def test_unclean_shutdown_quirk_sends_no_close_notify(stack):
 
 def test_sigterm_lets_running_request_finish_and_sigusr1_reopens_logs(pki, tmp_path):
     b_port, p_port = free_ports(2)
-    backend = start_backend(tmp_path, b_port)
+    received = tmp_path / "received.txt"
+    backend = start_backend(tmp_path, b_port, record=received)
     cfg = tmp_path / "t.toml"
     cfg.write_text(f"""
 [server]
@@ -558,7 +559,13 @@ backends = ["http://127.0.0.1:{b_port}"]
         assert "TLSF0008" in (tmp_path / "error.log").read_text()
         slow = subprocess.Popen([CURL or "curl", "-sS", "-k", f"https://127.0.0.1:{p_port}/slow/1"],
                                 stdout=subprocess.PIPE)
-        time.sleep(0.4)  # the request is at the backend
+        # The request is at the backend (its record says so; was: a fixed 0.4 s, in which a loaded
+        # machine had not always started curl and done the handshake: SIGTERM then closed an idle
+        # connection and curl failed).
+        deadline = time.monotonic() + 15
+        while not (received.exists() and b"/slow/1" in received.read_bytes()):
+            assert time.monotonic() < deadline and slow.poll() is None, "the request never reached the backend"
+            time.sleep(0.05)
         proxy.popen.send_signal(__import__("signal").SIGTERM)
         out, _ = slow.communicate(timeout=10)
         assert echo_lines(out)[""] == ["GET /slow/1 HTTP/1.1"]  # answered despite SIGTERM
