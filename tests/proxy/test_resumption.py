@@ -265,14 +265,20 @@ def test_each_source_address_stays_on_its_predicted_worker(stack):
     for source in SOURCES:
         for _ in range(3):
             _get(ctx, stack.ports["noticket"], source)
-    time.sleep(0.3)
-    pids: dict[str, set[str]] = defaultdict(set)
     pattern = re.compile(r"\[pid (\d+)\] \[client ([\d.]+):\d+\] TLSF0206: .*server localhost:"
                          + str(stack.ports["noticket"]))
-    for line in (stack.dir / "error.log").read_text().splitlines():
-        m = pattern.search(line)
-        if m and m.group(2) in SOURCES:
-            pids[m.group(2)].add(m.group(1))
+
+    def handshakes() -> list[re.Match]:
+        return [m for line in (stack.dir / "error.log").read_text().splitlines()
+                if (m := pattern.search(line)) and m.group(2) in SOURCES]
+    # Workers flush their log lines on their next reactor turn: wait for every handshake's line
+    # (was: a fixed 0.3 s).
+    deadline = time.monotonic() + 10
+    while len(handshakes()) < 3 * len(SOURCES) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids: dict[str, set[str]] = defaultdict(set)
+    for m in handshakes():
+        pids[m.group(2)].add(m.group(1))
     assert set(pids) == set(SOURCES), dict(pids)
     assert all(len(p) == 1 for p in pids.values()), dict(pids)
     by_worker: dict[int, set[str]] = defaultdict(set)
@@ -290,8 +296,7 @@ def test_expired_sessions_are_not_resumed(stack, vhost, tls12_no_ticket):
     port = stack.ports[vhost]
     label = f"localhost:{port}"
     misses = "tlsfront_tls_session_cache_misses_total"
-    time.sleep(1.2)  # snapshots of earlier tests
-    before = value(stack, misses, label)
+    before = settled_value(stack, misses, label)  # earlier tests' misses, all in the snapshots
     session, reused, _ = _get(ctx, port, "127.0.0.1")
     fresh, reused, header = _get(ctx, port, "127.0.0.1", session)
     assert (reused, header) == (True, "Resumed")  # within the 1 s timeout
@@ -315,6 +320,19 @@ def value(stack, name: str, vhost: str) -> float:
         text = r.read().decode()
     m = re.search(rf'^{name}{{vhost="{vhost}"}} ([\d.e+]+)$', text, re.M)
     return float(m.group(1)) if m else 0.0
+
+
+def settled_value(stack, name: str, vhost: str, timeout: float = 20.0) -> float:
+    """`value` once the workers' 1 s snapshots have caught up: unchanged over 2.5 s (was: a
+    fixed 1.2 s sleep, too short when a loaded machine delays a worker's snapshot timer)."""
+    deadline = time.monotonic() + timeout
+    got, since = value(stack, name, vhost), time.monotonic()
+    while time.monotonic() - since < 2.5:
+        assert time.monotonic() < deadline, f"{name} still changing after {timeout}s"
+        time.sleep(0.1)
+        if (now := value(stack, name, vhost)) != got:
+            got, since = now, time.monotonic()
+    return got
 
 
 def wait_value(stack, name: str, vhost: str, expected: float) -> float:
