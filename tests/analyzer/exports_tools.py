@@ -60,7 +60,11 @@ class Daemon:
     def __init__(self, argv: list[str], log_path: str, **kw) -> None:
         self.log_path = log_path
         self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, **kw)
+        try:
+            self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, **kw)
+        except BaseException:  # e.g. the program is missing: no open file left for a later test's
+            self.log.close()   # ResourceWarning (an error there under filterwarnings = error)
+            raise
 
     def output(self) -> str:
         if not self.log.closed:

@@ -52,8 +52,12 @@ class Proc:
         self.name = name
         self.log_path = log_dir / f"{name}.out"
         self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                      env=env or os.environ.copy())
+        try:
+            self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                          env=env or os.environ.copy())
+        except BaseException:  # the program is missing: no open file left behind (ResourceWarning)
+            self._log.close()
+            raise
         _LIVE.add(self)
 
     @property
