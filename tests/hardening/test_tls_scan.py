@@ -19,7 +19,6 @@ shows the same assertions would catch a weak configuration.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -28,11 +27,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 
 from conftest import wait_ready
-from helpers import free_ports, start_proxy
+from helpers import free_ports, reference_state, start_proxy
 from rawclient import Reader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,21 +57,7 @@ def reference_copy(tmp: Path, pki, tls_port: int, plain_port: int, admin_port: i
     """conf/tlsfront.toml in tmp/conf/ with the files it names in tmp/.state/example/
     and free ports; nothing else changed."""
     (tmp / "conf").mkdir()
-    d = tmp / ".state" / "example"
-    (d / "logs").mkdir(parents=True)
-    (d / "ca").mkdir()
-    for src, name in ((pki.server_cert, "server.crt"), (pki.server_key, "server.key"),
-                      (pki.server_rsa_cert, "server-rsa.crt"), (pki.server_rsa_key, "server-rsa.key"),
-                      (pki.intermediate_cert, "chain.pem"), (pki.client_ca_cert, "client-ca.pem")):
-        shutil.copy(src, d / name)
-    (d / "server.key").chmod(0o600)
-    (d / "server-rsa.key").chmod(0o600)
-    ca_key = serialization.load_pem_private_key((pki.dir / "client-ca.key").read_bytes(), None)
-    now = dt.datetime.now(dt.timezone.utc)
-    crl = (x509.CertificateRevocationListBuilder()
-           .issuer_name(x509.load_pem_x509_certificate(pki.client_ca_cert.read_bytes()).subject)
-           .last_update(now).next_update(now + dt.timedelta(days=1)).sign(ca_key, hashes.SHA256()))
-    (d / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    reference_state(tmp, pki)
     text = REFERENCE.read_text()
     for old, new in ((":8443", f":{tls_port}"), (":8080", f":{plain_port}"), (":9180", f":{admin_port}"),
                      (":8081", f":{backend_port}"), (":8082", f":{backend_port}")):

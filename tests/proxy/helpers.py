@@ -217,3 +217,31 @@ def wait_prometheus_ready(port: int, proc: "Proc | None" = None, timeout: float 
     """Wait until Prometheus on 127.0.0.1:`port` is ready, not merely listening."""
     wait_until(lambda: prometheus_ready(port), f"prometheus on 127.0.0.1:{port} ready (/-/ready)",
                timeout=timeout, interval=0.2, proc=proc)
+
+
+def reference_state(tmp: Path, pki) -> Path:
+    """The files conf/tlsfront.toml (the reference configuration) names, made from the `pki` fixture in
+    tmp/.state/example/ (certificates, keys 0600, chain, client CA, an empty CRL of the client CA, logs/,
+    ca/): a copy of the reference in tmp/conf/ then loads and serves as shipped. Returns that directory."""
+    import datetime as dt
+    import shutil
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    d = tmp / ".state" / "example"
+    (d / "logs").mkdir(parents=True)
+    (d / "ca").mkdir()
+    for src, name in ((pki.server_cert, "server.crt"), (pki.server_key, "server.key"),
+                      (pki.server_rsa_cert, "server-rsa.crt"), (pki.server_rsa_key, "server-rsa.key"),
+                      (pki.intermediate_cert, "chain.pem"), (pki.client_ca_cert, "client-ca.pem")):
+        shutil.copy(src, d / name)
+    (d / "server.key").chmod(0o600)
+    (d / "server-rsa.key").chmod(0o600)
+    ca_key = serialization.load_pem_private_key((pki.dir / "client-ca.key").read_bytes(), None)
+    now = dt.datetime.now(dt.timezone.utc)
+    crl = (x509.CertificateRevocationListBuilder()
+           .issuer_name(x509.load_pem_x509_certificate(pki.client_ca_cert.read_bytes()).subject)
+           .last_update(now).next_update(now + dt.timedelta(days=1)).sign(ca_key, hashes.SHA256()))
+    (d / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    return d

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import shutil
 import subprocess
@@ -11,9 +10,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 
+from helpers import reference_state
 from tlsfront import certgen, config, model, tlsctx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,21 +26,7 @@ def reference_copy(tmp_path, pki):
     (tmp_path / "conf").mkdir()
     cfg = tmp_path / "conf" / "tlsfront.toml"
     shutil.copy(REFERENCE, cfg)
-    d = tmp_path / ".state" / "example"
-    (d / "logs").mkdir(parents=True)
-    (d / "ca").mkdir()
-    for src, name in ((pki.server_cert, "server.crt"), (pki.server_key, "server.key"),
-                      (pki.server_rsa_cert, "server-rsa.crt"), (pki.server_rsa_key, "server-rsa.key"),
-                      (pki.intermediate_cert, "chain.pem"), (pki.client_ca_cert, "client-ca.pem")):
-        shutil.copy(src, d / name)
-    (d / "server.key").chmod(0o600)
-    (d / "server-rsa.key").chmod(0o600)
-    ca_key = serialization.load_pem_private_key((pki.dir / "client-ca.key").read_bytes(), None)
-    now = dt.datetime.now(dt.timezone.utc)
-    crl = (x509.CertificateRevocationListBuilder()
-           .issuer_name(x509.load_pem_x509_certificate(pki.client_ca_cert.read_bytes()).subject)
-           .last_update(now).next_update(now + dt.timedelta(days=1)).sign(ca_key, hashes.SHA256()))
-    (d / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    reference_state(tmp_path, pki)
     return cfg
 
 
