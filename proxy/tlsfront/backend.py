@@ -71,6 +71,7 @@ class BackendConnection(Protocol):
         self.reusable = True
         self.requests = 0
         self.idle_call = None
+        self.idle_until: float | None = None  # idle in the pool until then (None: in use)
         self.connected_sink = None  # who waits for connectionMade
         self.lost = False
         self._head_request = False
@@ -225,9 +226,7 @@ class Pool:
             conn = idle.pop()
             if conn.lost:
                 continue
-            if conn.idle_call is not None and conn.idle_call.active():
-                conn.idle_call.cancel()
-            conn.idle_call = None
+            conn.idle_until = None  # its idle call, if any, fires and finds it in use
             self.reused_total += 1
             self._checkout(conn, vhost)
             sink.backend_connected(conn, backend, True)
@@ -269,10 +268,21 @@ class Pool:
             conn.transport.loseConnection()
             return
         idle.append(conn)
-        conn.idle_call = self.reactor.callLater(self.timeouts.backend_idle_seconds, self._idle_expired, conn)
+        # One lazy call per connection, not a callLater + cancel per request: the call fires
+        # at the first idle deadline and re-arms while the connection was used since.
+        conn.idle_until = self.reactor.seconds() + self.timeouts.backend_idle_seconds
+        if conn.idle_call is None:
+            conn.idle_call = self.reactor.callLater(self.timeouts.backend_idle_seconds, self._idle_expired, conn)
 
     def _idle_expired(self, conn: BackendConnection) -> None:
         conn.idle_call = None
+        if conn.lost:
+            return
+        until = conn.idle_until
+        wait = self.timeouts.backend_idle_seconds if until is None else until - self.reactor.seconds()
+        if wait > 1e-6:  # in use, or used again since: check again when it may have expired
+            conn.idle_call = self.reactor.callLater(wait, self._idle_expired, conn)
+            return
         conn.reusable = False
         conn.transport.loseConnection()
 

@@ -255,6 +255,45 @@ class _Pump:
         pass  # connection loss is handled by the protocols themselves
 
 
+@implementer(IPushProducer)
+class _Download:
+    """The client transport's producer, registered once per connection (at its first
+    response) rather than per exchange: pauses the backend transport of the running
+    exchange while the client's transport is full. Attached at each response head,
+    detached at its end (the backend connection goes back to the pool resumed); a pause
+    that outlasts an exchange pauses the next one's backend at once.
+    """
+
+    __slots__ = ("paused", "backend")
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.backend = None
+
+    def attach(self, backend_transport) -> None:
+        self.backend = backend_transport
+        if self.paused:
+            backend_transport.pauseProducing()
+
+    def detach(self) -> None:
+        backend, self.backend = self.backend, None
+        if backend is not None and self.paused:
+            backend.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        if self.backend is not None:
+            self.backend.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.backend is not None:
+            self.backend.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass  # connection loss is handled by the protocols themselves
+
+
 @implementer(IHandshakeListener)
 class FrontendProtocol(Protocol):
     """One client connection (plain or inside TLSMemoryBIOProtocol)."""
@@ -280,9 +319,11 @@ class FrontendProtocol(Protocol):
         self._hs_timed_out = False
         self.requests = 0
         self.hello = None  # sniff.ClientHello, set by listeners.PortProtocol before the handshake
+        self.local_addr: tuple[str, int] | None = None  # set by PortProtocol: saves a getsockname
         # The last request's TLS shutdown mode is the connection's, also for a close after it
         # (keep-alive timeout, drain), as mod_ssl's ssl_configure_env moves it to the conn_rec.
         self._shutdown_mode = shutdown.STANDARD
+        self._download: _Download | None = None  # registered on self.transport from the first response
         self._reset_exchange()
 
     def _reset_exchange(self) -> None:
@@ -306,7 +347,6 @@ class FrontendProtocol(Protocol):
         self._body_out = 0
         self._status = 0
         self._upload_registered = False
-        self._download_registered = False
         self._retries = 0
         self._reused = False
 
@@ -316,13 +356,15 @@ class FrontendProtocol(Protocol):
         env = self.env
         self._gate = _Gate(self.transport)
         self._upload_pump = _Pump(self._gate, "upload")
-        host = self.transport.getHost()
+        local = self.local_addr
+        if local is None:
+            host = self.transport.getHost()
+            local = (host.host, host.port)
         peer = self.transport.getPeer()
-        self.local_ip = host.host
-        self.local_port = host.port
+        self.local_ip, self.local_port = local
         self.peer = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
         self._peer_ip = self.peer[0].encode("ascii")
-        self._local_port_bytes = b"%d" % host.port
+        self._local_port_bytes = b"%d" % self.local_port
         self._connected_at = env.reactor.seconds()
         self._default_site = self.resolve(self.local_ip, self.local_port, None)
         env.connections += 1
@@ -764,9 +806,11 @@ class FrontendProtocol(Protocol):
         # the body bytes that came with it leave as one TLS record in one send.
         self._out = [head]
         if self.conn is not None:
-            self._backend_gate = _Gate(self.conn.transport)
-            self.transport.registerProducer(_Pump(self._backend_gate, "download"), True)
-            self._download_registered = True
+            download = self._download
+            if download is None:
+                download = self._download = _Download()
+                self.transport.registerProducer(download, True)
+            download.attach(self.conn.transport)
 
     def backend_body(self, data: bytes) -> None:
         n = len(data)
@@ -801,13 +845,8 @@ class FrontendProtocol(Protocol):
             self._bytes_out += 5
         self.backend_flush()
         conn, self.conn = self.conn, None
-        if self._download_registered:
-            self.transport.unregisterProducer()
-            self._download_registered = False
-            gate = self._backend_gate
-            if gate.reasons:
-                gate.reasons.clear()
-                gate.transport.resumeProducing()
+        if self._download is not None:
+            self._download.detach()
         if conn is not None:
             self._unregister_upload(conn)
             # A connection whose request was not sent whole cannot be reused.
@@ -903,6 +942,8 @@ class FrontendProtocol(Protocol):
             self._close()
 
     def _finish_exchange(self) -> None:
+        if self._download is not None:
+            self._download.detach()  # an exchange answered here after its backend was cut
         keep = self._keep and not self.env.draining
         mode = self.quirks.shutdown  # before the reset forgets this request's quirks
         self._reset_exchange()
@@ -935,9 +976,12 @@ class FrontendProtocol(Protocol):
         self._closing = True
         self._cancel_timer()
         transport = self.transport
-        if self._download_registered:
+        download = self._download
+        if download is not None:
+            # Twisted's TLS layer sends close_notify only once no producer is registered.
+            self._download = None
+            download.detach()
             transport.unregisterProducer()
-            self._download_registered = False
         if abort:
             transport.abortConnection()
             return

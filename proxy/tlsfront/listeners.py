@@ -115,9 +115,8 @@ class PortProtocol(Protocol):
     def connectionMade(self) -> None:
         listener = self.listener
         tcpio.tune(self.transport)  # TCP_NODELAY, write-through (tcpio.py)
-        host = self.transport.getHost()
-        self._local = (host.host, host.port)
-        vhost = listener.tls_for(host.host, host.port)
+        self._local = local = listener.local_address(self.transport)
+        vhost = listener.tls_for(*local)
         if vhost is None:
             self._hand_over(listener.plain_factory, b"")
             return
@@ -191,6 +190,7 @@ class PortProtocol(Protocol):
         transport = self.transport
         peer = transport.getPeer()
         proto = factory.buildProtocol(peer)
+        proto.local_addr = self._local
         transport.protocol = proto
         proto.makeConnection(transport)
         if data:
@@ -205,6 +205,7 @@ class PortProtocol(Protocol):
         app = getattr(proto, "wrappedProtocol", None)
         if app is not None:
             app.hello = result.hello  # sniff.ClientHello or None (FrontendProtocol.handshakeCompleted)
+            app.local_addr = self._local
         transport.protocol = proto
         proto.makeConnection(transport)
         proto.dataReceived(buf)
@@ -268,6 +269,7 @@ class ListenerFactory(Factory):
         self.table = table
         self.sites = sites
         self._tls_cache: dict[tuple[str, int], VHost | None] = {}
+        self._port_address: dict[object, tuple[str, int] | None] = {}
         self._plain_cache: dict[tuple[str, int, bytes | None], Site | None] = {}
         self.plain_factory = FrontendFactory(env, self._plain_site, tls=False)
         self.tls_factories: dict[int, TLSMemoryBIOFactory] = {}
@@ -277,6 +279,25 @@ class ListenerFactory(Factory):
                 self.tls_factories[index] = TLSMemoryBIOFactory(
                     ServerConnectionCreator(ctx), False,
                     FrontendFactory(env, _fixed(site), tls=True), clock=env.reactor)
+
+    def local_address(self, transport) -> tuple[str, int]:
+        """(ip, port) the client connected to. A socket bound to one address answers from
+        memory; a wildcard one (0.0.0.0, ::) asks the connection (getsockname) each time.
+        `transport.server` is the twisted.internet.tcp.Port that accepted it."""
+        port = getattr(transport, "server", None)
+        try:
+            fixed = self._port_address[port]
+        except KeyError:
+            fixed = None
+            if port is not None:
+                bound = port.getHost()
+                if bound.host not in ("0.0.0.0", "::"):
+                    fixed = (bound.host, bound.port)
+                self._port_address[port] = fixed
+        if fixed is not None:
+            return fixed
+        host = transport.getHost()
+        return (host.host, host.port)
 
     def tls_for(self, local_ip: str, local_port: int) -> VHost | None:
         """VHostTable.tls_for, remembered: local addresses are few, and this runs per connection."""
