@@ -5,7 +5,8 @@ fork); each worker switches to `[server] user`/`group` (worker.py). Here:
 
 - `worker_ids(config)`: the uid/gid the workers switch to, or (None, None) when the master
   is not root or neither `user` nor `group` is set. Raises KeyError for an unknown name.
-- `root_refusal(config, uid, gid)`: why the workers must not start as root, or None.
+- `root_refusal(config, uid, gid)`: why the workers must not start as root, or None
+  (a root master with no `user`/`group` to switch to is refused too, unless `allow_root`).
   Example: ``user = "root"`` without ``allow_root = true`` gives "refusing to serve as
   root: [server] user = 'root' gives the workers uid 0. Fix: ...".
 - `chown(path, uid, gid)`: give a file the master made (log, metrics directory) to the
@@ -40,11 +41,19 @@ def worker_ids(config: Config) -> tuple[int | None, int | None]:
 def root_refusal(config: Config, worker_uid: int | None, worker_gid: int | None) -> str | None:
     """Why the workers must not start: `user`/`group` name root (uid/gid 0) while
     `allow_root` is false (Apache refuses `User root` unless built with BIG_SECURITY_HOLE).
-    None when fine. (Neither `user` nor `group` set: the workers keep the master's
-    credentials, as before; see docs/hardening.md.)"""
-    if os.geteuid() != 0 or config.server.allow_root or (worker_uid != 0 and worker_gid != 0):
+    Also refused: a root master with neither `user` nor `group` set (the workers would keep
+    root's credentials). None when fine."""
+    if os.geteuid() != 0 or config.server.allow_root:
         return None
     s = config.server
+    if s.user is None and s.group is None:
+        return ("refusing to serve as root: the master runs as root and [server] names no user "
+                "to switch to, so the workers would keep root's credentials. Fix: set [server] "
+                "user = \"www-data\" (and group) to an unprivileged account (the ports are bound and "
+                "the keys read before the switch), or set allow_root = true in [server] to accept "
+                "the risk.")
+    if worker_uid != 0 and worker_gid != 0:
+        return None
     named = f"user = {s.user!r}" if worker_uid == 0 else f"group = {s.group!r}"
     return (f"refusing to serve as root: [server] {named} gives the workers "
             f"{'uid' if worker_uid == 0 else 'gid'} 0. Fix: set [server] user (and group) to an "
