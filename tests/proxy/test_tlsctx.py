@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from OpenSSL import SSL
 
-from tlsfront import certgen, config, tlsctx
+from tlsfront import certgen, config, random_seed, tlsctx
 from tlsfront.errors import ConfigErrors
 
 OPENSSL = shutil.which("openssl")
@@ -630,7 +630,7 @@ def test_seed_random_never_hangs_and_fails_clearly(tmp_path, monkeypatch):
     prog.write_text("#!/bin/sh\nexit 4\n")
     with pytest.raises(RuntimeError, match="failed with exit status 4"):
         tlsctx.seed_random((RandomSeed("startup", f"exec:{prog}", 32),))
-    monkeypatch.setattr(tlsctx, "SEED_EXEC_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(random_seed, "SEED_EXEC_TIMEOUT_SECONDS", 0.3)  # moved from tlsctx
     prog.write_text("#!/bin/sh\nsleep 5\n")
     with pytest.raises(RuntimeError, match="did not finish within 0.3 seconds"):
         tlsctx.seed_random((RandomSeed("startup", f"exec:{prog}", 32),))
