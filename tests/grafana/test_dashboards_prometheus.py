@@ -39,7 +39,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from dashboard_queries import FILES, REPO, Query, metric_names, queries, substitute, variable_queries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
-from helpers import Proc, free_ports, start_backend, start_proxy, wait_listening  # noqa: E402
+from helpers import (Proc, free_ports, start_backend, start_proxy, wait_listening,  # noqa: E402
+                     wait_prometheus_ready)
 
 CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
@@ -130,15 +131,6 @@ class PromAPI:
     def query_range(self, expr: str, start: float, end: float) -> list[dict]:
         return self.get("query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}",
                         step=str(RANGE_STEP))["result"]
-
-
-def _ready(port: int) -> bool:
-    """/-/ready answers 200 once the TSDB (with the backfilled blocks) is open; 503 before."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def _wait(what: str, ok, timeout: float = 45.0, interval: float = 0.3):
@@ -235,7 +227,7 @@ def world(pki, tmp_path_factory):
         procs.append(prom)
         wait_listening("127.0.0.1", ports["p_prom"], prom, timeout=60)
         api = PromAPI(ports["p_prom"])
-        _wait("prometheus ready", lambda: _ready(ports["p_prom"]), timeout=60)
+        wait_prometheus_ready(ports["p_prom"], prom)  # the TSDB, with the backfilled blocks, is open
         _wait("both targets up", lambda: len(api.query("up == 1")) == 2, timeout=60)
         yield dict(d=d, ports=ports, pki=pki, api=api, proxy=proxy, targets=targets,
                    backfill_start=backfill_start, backfill_source=backfill_source,

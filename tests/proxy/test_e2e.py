@@ -19,6 +19,7 @@ import pytest
 
 from helpers import (Proc, client_context, echo_lines, free_port, free_ports, read_response,
                      start_backend, start_proxy)
+from stack import TLS_DEFAULTS
 
 CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
@@ -34,12 +35,7 @@ shutdown_grace_seconds = 5
 
 [admin]
 listen = "127.0.0.1:{p_admin}"
-
-[tls]
-certificate = "{pki.server_cert}"
-key = "{pki.server_key}"
-chain = "{pki.intermediate_cert}"
-
+""" + TLS_DEFAULTS + """
 [timeouts]
 backend_response_header_seconds = 1.5
 backend_connect_seconds = 2

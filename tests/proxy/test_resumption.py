@@ -26,14 +26,14 @@ import ssl
 import subprocess
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tlsfront import affinity
 
-from helpers import Proc, echo_lines, free_ports, read_response, start_backend, start_proxy
+from helpers import echo_lines, free_ports, read_response, start_backend, start_proxy
+from stack import TLS_DEFAULTS, Stack
 
 OPENSSL = shutil.which("openssl")
 WORKERS = 4
@@ -49,12 +49,7 @@ shutdown_grace_seconds = 5
 
 [admin]
 listen = "127.0.0.1:{p_admin}"
-
-[tls]
-certificate = "{pki.server_cert}"
-key = "{pki.server_key}"
-chain = "{pki.intermediate_cert}"
-
+""" + TLS_DEFAULTS + """
 [[vhost]]
 listen = "127.0.0.1:{shared}"
 server_name = "localhost"
@@ -95,14 +90,6 @@ backends = ["http://127.0.0.1:{b}"]
 NAMES = ("shared", "noticket", "perworker", "off", "short", "shortticket", "b", "p_admin")
 
 
-@dataclass
-class Stack:
-    dir: Path
-    pki: object
-    ports: dict
-    proxy: Proc
-
-
 @pytest.fixture(scope="module")
 def stack(pki, tmp_path_factory):
     d = tmp_path_factory.mktemp("resumption")
@@ -111,30 +98,10 @@ def stack(pki, tmp_path_factory):
     cfg = d / "tlsfront.toml"
     cfg.write_text(CONFIG.format(d=d, pki=pki, workers=WORKERS, **ports))
     proxy = start_proxy(d, cfg, [("127.0.0.1", ports[n]) for n in NAMES if n != "b"])
-    _wait_workers(ports["p_admin"], WORKERS)
-    yield Stack(d, pki, ports, proxy)
-    code = proxy.stop()
-    backend.stop()
-    assert code == 0, proxy.output()
-    assert "Traceback" not in proxy.output()
-
-
-def _wait_workers(admin_port: int, n: int, timeout: float = 20.0) -> dict:
-    import json
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    state: dict = {}
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=2) as r:
-                state = json.loads(r.read())
-        except OSError as exc:
-            state = {"error": str(exc)}
-        if state.get("workers", {}).get("ready") == n:
-            return state
-        time.sleep(0.1)
-    raise TimeoutError(f"{n} workers not ready: {state}")
+    s = Stack(d, pki, ports, proxy, cfg, backend)
+    s.wait(lambda: s.ready()["workers"]["ready"] == WORKERS, f"{WORKERS} workers ready")
+    yield s
+    assert s.stop() == 0, proxy.output()
 
 
 # ------------------------------------------------------------------ openssl s_client
