@@ -153,7 +153,10 @@ def process_chunks(
             continue
         base = offset - start
         if scan_block is not None:
-            scan_block(block, start, end, base, ctx, index, joiner, failed)
+            try:
+                scan_block(block, start, end, base, ctx, index, joiner, failed)
+            except Exception as exc:  # a bug in a format's own loop: the rest of this block is lost, said once
+                failed(exc, base + start)
             continue
         for s, e in candidate_lines(block, candidates, start, end):
             try:

@@ -68,14 +68,15 @@ line = st.one_of(
 )
 
 
-def _run(fmt, data: bytes, block_size: int):
+def _run(fmt, data: bytes | list[bytes], block_size: int):
     store = Store()
     stats = FileStats(0, "x", fmt.name)
     store.files[0] = stats
     joiner = Joiner(_emitter(store, {0: (stats, fmt.source)}))
     ctx = _new_ctx(0, "UTC")
     warnings: list[str] = []
-    process_chunks(iter([data]), fmt, stats, store, joiner, ctx, warn=warnings.append, block_size=block_size)
+    chunks = data if isinstance(data, list) else [data]
+    process_chunks(iter(chunks), fmt, stats, store, joiner, ctx, warn=warnings.append, block_size=block_size)
     open_state = dict(joiner.keys)  # what a range or follow hands on, before the end closes it
     before_finish = (dict(store.events), dict(store.first), dict(store.last), dict(store.examples))
     joiner.finish()
@@ -182,3 +183,22 @@ def test_gz_scan_with_read_ahead_equals_plain_scan(tmp_path):
     assert {k: v for k, v in b.category_totals().items() if v} == dict(truth)
     assert (a.events, a.first, a.last, a.total_lines) == (b.events, b.first, b.last, b.total_lines)
     assert [e[1] for e in a.examples.values()] == [e[1] for e in b.examples.values()]
+
+
+def test_a_bug_in_the_block_scanner_is_a_warning_not_a_traceback(monkeypatch):
+    """The generic loop reports a decoder exception once per file and goes on; the block scanner's own code gets
+    the same treatment (the rest of that block is lost, the next blocks are read)."""
+    calls = []
+
+    def broken(block, start, end, *rest):
+        calls.append(start)
+        if len(calls) == 1:
+            raise KeyError("boom")
+        return FAST.scan_block(block, start, end, *rest)
+
+    fmt = dataclasses.replace(FAST, scan_block=broken)
+    line = b"[Fri Nov 27 10:50:52.123456 2026] [ssl:info] [pid 1:tid 2] [client 1.2.3.4:5] AH01996: SSL handshake failed: HTTP spoken on HTTPS port; x\n"
+    result = _run(fmt, [line] * 10, 100)  # one block per line
+    warnings = result[-1]
+    assert len(calls) > 2 and len(warnings) == 1 and "internal error" in warnings[0] and "KeyError" in warnings[0]
+    assert 0 < result[8] < 10  # events: the first block's lines were lost, the later blocks' counted
