@@ -53,6 +53,9 @@ CATEGORIES: tuple[str, ...] = (
 RUN_USER = "www-data"  # servers drop to this user so that chmod 000 and mutex dirs bite
 
 
+_TESTS = str(Path(__file__).resolve().parents[1])
+if _TESTS not in sys.path:  # tests/ (ports.py), also under `python -m tests.corpus.build`
+    sys.path.insert(0, _TESTS)
 from ports import free_port  # noqa: E402,F401  - leased: the server binds it later, no race (tests/ports.py)
 
 
