@@ -104,10 +104,10 @@ class Hooks:
                              user_agent.decode("latin-1") if user_agent else None, quirks)
 
     def ssl_request(self, client_ip: str, facts, request_line: str, body_bytes: int,
-                    handshake_seconds: float) -> None:
+                    handshake_seconds: float, vhost: str = "-") -> None:
         if self.logs is not None:
             self.logs.ssl_request(client_ip, facts.protocol, facts.cipher, request_line, body_bytes,
-                                  handshake_seconds, facts.reused)
+                                  handshake_seconds, facts.reused, vhost=vhost)
 
     def event(self, name: str, *args, **kwargs) -> None:
         method = self._methods.get(name)
@@ -917,7 +917,8 @@ class FrontendProtocol(Protocol):
         hooks.access(label, self.peer[0], request_line, self._status, self._bytes_out, referer, ua,
                      self.quirks.names)
         if self.tls and self._facts is not None:
-            hooks.ssl_request(self.peer[0], self._facts, request_line, self._body_out, self._handshake_seconds)
+            hooks.ssl_request(self.peer[0], self._facts, request_line, self._body_out, self._handshake_seconds,
+                              label)
         hooks.event("request_done", label, self._status,
                     self.env.reactor.seconds() - getattr(self, "_started_at", 0.0),
                     self._bytes_in, self._bytes_out, self.quirks.names)

@@ -215,7 +215,8 @@ class Logs:
 
     - ``error(key, client=None, **fields)``: an error-log event (`logformat.MESSAGES` key);
     - ``access(vhost, client_ip, request_line, status, bytes_out, referer, user_agent, quirks, when=None)``;
-    - ``ssl_request(client_ip, protocol, cipher, request_line, bytes_body, handshake_seconds, resumed, when=None)``;
+    - ``ssl_request(client_ip, protocol, cipher, request_line, bytes_body, handshake_seconds, resumed, when=None,
+      vhost=None)`` (`vhost`: the vhost label, the line's last field);
     - ``enabled(key)``: cheap check before building expensive fields;
     - ``reopen()`` (SIGUSR1), ``flush()``, ``close()``, ``set_scheduler(reactor.callLater)``.
 
@@ -289,11 +290,12 @@ class Logs:
                                                request_line, status, bytes_out, referer, user_agent, quirks))
 
     def ssl_request(self, client_ip: str, protocol: str | None, cipher: str | None, request_line: str,
-                    bytes_body: int, handshake_seconds: float, resumed: bool, when: float | None = None) -> None:
+                    bytes_body: int, handshake_seconds: float, resumed: bool, when: float | None = None,
+                    vhost: str | None = None) -> None:
         if self.ssl_request_file is not None:
             self.ssl_request_file.write(ssl_request_line(
                 self.clock() if when is None else when, client_ip, protocol, cipher, request_line,
-                bytes_body, handshake_seconds, resumed))
+                bytes_body, handshake_seconds, resumed, vhost))
 
     def reopen(self) -> list[str]:
         """Reopen every file (SIGUSR1). Returns the problems (empty if all went well);

@@ -346,13 +346,22 @@ def access_line(vhost: str, client_ip: str, when: float, request_line: str, stat
 
 def ssl_request_line(when: float, client_ip: str, protocol: str | None, cipher: str | None,
                      request_line: str, bytes_body: int, handshake_seconds: float,
-                     resumed: bool) -> str:
-    """``%t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x "%r" %b`` + handshake seconds + ``new|reused``.
+                     resumed: bool, vhost: str | None = None) -> str:
+    """``%t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x "%r" %b`` + handshake seconds + ``new|reused`` + ``%v:%p``.
 
-    ``%b`` is the response body size, ``-`` when zero (as Apache).
+    ``%b`` is the response body size, ``-`` when zero (as Apache). `vhost` is
+    `VHost.label` (``server_name:port``, the access log's first field and the
+    metrics' ``vhost`` label), ``-`` when unknown. It is the LAST field: mod_ssl
+    users had one ssl_request_log per vhost, tlsfront writes one for all, so the
+    line must name its vhost, and putting it at the end keeps mod_ssl's six
+    fields where mod_ssl's parsers look for them.
+
+    >>> ssl_request_line(0.0, "10.0.0.1", "TLSv1", "ECDHE-RSA-AES128-SHA", "GET / HTTP/1.0", 0, 0.0, True,
+    ...                  "www.example.test:443")[-56:]
+    '"GET / HTTP/1.0" - 0.000000 reused www.example.test:443\\n'
     """
     return (
         f"{clf_time(when)} {client_ip} {protocol or '-'} {cipher or '-'} "
         f'"{escape(request_line)}" {bytes_body if bytes_body else "-"} '
-        f"{handshake_seconds:.6f} {'reused' if resumed else 'new'}\n"
+        f"{handshake_seconds:.6f} {'reused' if resumed else 'new'} {escape(vhost) if vhost else '-'}\n"
     )

@@ -32,14 +32,15 @@ def test_created_0640_and_appended(tmp_path: Path) -> None:
     logs = Logs(error_log=p, access_log=tmp_path / "access.log", ssl_request_log=tmp_path / "ssl.log")
     logs.error("shutdown_done")
     logs.access("v:443", "127.0.0.1", "GET / HTTP/1.1", 200, 10, None, "curl")
-    logs.ssl_request("127.0.0.1", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "GET / HTTP/1.1", 10, 0.001, True)
+    logs.ssl_request("127.0.0.1", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "GET / HTTP/1.1", 10, 0.001, True,
+                     vhost="v:443")
     logs.close()
     lines = p.read_text().splitlines()
     assert lines[0] == "old line" and ERROR_LINE.match(lines[1]) and "TLSF0004" in lines[1]
     assert stat.S_IMODE(os.stat(p).st_mode) == 0o600  # an existing file keeps its mode
     assert stat.S_IMODE(os.stat(tmp_path / "access.log").st_mode) == 0o640
     assert (tmp_path / "access.log").read_text().startswith("v:443 127.0.0.1 - - [")
-    assert (tmp_path / "ssl.log").read_text().endswith(" reused\n")
+    assert (tmp_path / "ssl.log").read_text().endswith(" 0.001000 reused v:443\n")
 
 
 def test_missing_parent_is_a_config_error(tmp_path: Path) -> None:

@@ -109,12 +109,32 @@ def test_access_line_exact(tz) -> None:
 
 
 def test_ssl_request_line_exact(tz) -> None:
-    assert ssl_request_line(WHEN, "10.0.0.1", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "GET / HTTP/1.1",
-                            512, 0.0012346, False) == (
-        '[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1.3 TLS_AES_128_GCM_SHA256 "GET / HTTP/1.1" 512 0.001235 new\n')
+    line = ssl_request_line(WHEN, "10.0.0.1", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "GET / HTTP/1.1",
+                            512, 0.0012346, False, "www.example.test:443")
+    assert line == ('[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1.3 TLS_AES_128_GCM_SHA256 "GET / HTTP/1.1" 512 '
+                    '0.001235 new www.example.test:443\n')
+    m = GRAMMAR["ssl_request"].match(line.rstrip("\n"))
+    assert m and m["vhost"] == "www.example.test:443" and m["session"] == "new" and m["bytes"] == "512"
+    # no vhost known: "-", so the line keeps its field count
     line = ssl_request_line(WHEN, "10.0.0.1", None, None, "GET / HTTP/1.1", 0, 0.0, True)
-    assert line.endswith('- - "GET / HTTP/1.1" - 0.000000 reused\n')
-    assert GRAMMAR["ssl_request"].match(line.rstrip("\n"))
+    assert line.endswith('- - "GET / HTTP/1.1" - 0.000000 reused -\n')
+    m = GRAMMAR["ssl_request"].match(line.rstrip("\n"))
+    assert m and m["vhost"] == "-" and m["session"] == "reused"
+
+
+def test_ssl_request_line_keeps_mod_ssl_fields_first(tz) -> None:
+    """mod_ssl's six fields (%t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x "%r" %b) come first, unchanged, so a
+    parser of mod_ssl's format reads them; the grammar still reads a line written before the vhost field."""
+    mod_ssl = re.compile(r'^\[(?P<time>[^\]]+)\] (?P<client>\S+) (?P<protocol>\S+) (?P<cipher>\S+) '
+                         r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<bytes>\d+|-)(?: |$)')
+    line = ssl_request_line(WHEN, "::1", "TLSv1", "ECDHE-RSA-AES128-SHA", 'GET /"x" HTTP/1.0', 7, 0.5, False,
+                            "legacy.test:8443")
+    m = mod_ssl.match(line)
+    assert m and (m["client"], m["protocol"], m["cipher"], m["request"], m["bytes"]) == (
+        "::1", "TLSv1", "ECDHE-RSA-AES128-SHA", 'GET /\\"x\\" HTTP/1.0', "7")
+    old = '[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1.2 AES128-SHA "GET / HTTP/1.1" - 0.000311 reused'
+    m = GRAMMAR["ssl_request"].match(old)
+    assert m and m["vhost"] is None and m["session"] == "reused"
 
 
 def _fields(template: str) -> list[str]:
