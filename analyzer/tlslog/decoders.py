@@ -840,16 +840,27 @@ ACCESS = Format(
 )
 
 # mod_ssl's default: CustomLog ssl_request_log "%t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x \"%r\" %b"
+#   [27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 "GET / HTTP/1.1" 512
+# tlsfront's (docs/logs.md): the same six fields + handshake seconds + new|reused + the vhost label (%v:%p), last:
+#   [27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1 ECDHE-RSA-AES128-SHA "GET / HTTP/1.0" - 0.001234 new www.test:443
+# mod_ssl users had one ssl_request_log per vhost and the line names none ("-"); tlsfront writes one file for all
+# vhosts, so its lines end with the vhost (lines of tlsfront before that field end at new|reused: "-"). A leading
+# vhost (``%t %v %h ...``, a common custom variant) is read too. The tail is optional: a line whose tail is not
+# tlsfront's is still counted, under its leading vhost or "-", exactly as before the trailing field existed.
 _SSLREQ = re.compile(
     rb"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] (?:(?P<vhost>\S+) )??\S+ "
-    rb"(?P<proto>TLSv1(?:\.[0-3])?|SSLv[23]|DTLSv1(?:\.2)?|-) (?P<cipher>\S+) \"")
+    rb"(?P<proto>TLSv1(?:\.[0-3])?|SSLv[23]|DTLSv1(?:\.2)?|-) (?P<cipher>\S+) \""
+    # greedy to the end of the line, then back to the last '"' after which tlsfront's tail fits exactly
+    rb"(?:[^\n]*\" (?:\d+|-) \d+\.\d+ (?:new|reused) (?P<tail_vhost>[^\s\"]+)[ \t\r]*$)?",
+    re.M)
 
 
 def _sslreq_stats(block: bytes, ctx: Ctx, start: int = 0, end: int | None = None) -> int:
     n = 0
     end = len(block) if end is None else end
-    for (vhost, proto, cipher), k in Counter(_SSLREQ.findall(block, start, end)).items():
-        v = vhost.decode("utf-8", "replace") if vhost else "-"
+    for (vhost, proto, cipher, tail_vhost), k in Counter(_SSLREQ.findall(block, start, end)).items():
+        named = tail_vhost or vhost
+        v = named.decode("utf-8", "replace") if named else "-"
         ctx.protocols[(v, proto.decode())] += k
         ctx.ciphers[(v, cipher.decode("utf-8", "replace"))] += k
         n += k
@@ -860,7 +871,8 @@ SSL_REQUEST = Format(
     "ssl_request", "ssl_request",
     re.compile(rb"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] \S+ (?:\S+ )?(?:TLSv1(?:\.[0-3])?|SSLv[23]|-) "),
     (), None, _none_understood, _sslreq_stats,
-    description="ssl_request_log (mod_ssl's %t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x \"%r\" %b; tlsfront's)",
+    description="ssl_request_log (mod_ssl's %t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x \"%r\" %b; tlsfront's, which "
+                "adds handshake seconds, new|reused and the vhost)",
 )
 
 FORMATS: dict[str, Format] = {

@@ -3,6 +3,8 @@ the candidate regex finds every line the decoder classifies; decoders never rais
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -192,6 +194,50 @@ def test_access_and_ssl_request_stats():
              b'[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1 ECDHE-RSA-AES128-SHA "GET / HTTP/1.1" - 0.002 reused\n')
     assert decoders.SSL_REQUEST.block_stats(block, ctx, 0, len(block)) == 2
     assert ctx.protocols == {("-", "TLSv1.3"): 1, ("-", "TLSv1"): 1}
+
+
+# ssl_request_log lines -> the (vhost, protocol) and (vhost, cipher) each is counted under
+SSLREQ_ROWS = [
+    ("tlsfront_with_vhost",  # tlsfront since the vhost field (docs/logs.md): the vhost is the last field
+     '[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1 ECDHE-RSA-AES128-SHA "GET / HTTP/1.0" - 0.001234 new '
+     'legacy.test:8443', "legacy.test:8443", "TLSv1", "ECDHE-RSA-AES128-SHA"),
+    ("tlsfront_with_vhost_quoted_request",  # a '"' escaped inside %r, and new|reused in the request, fool nothing
+     '[27/Nov/2026:09:02:59 +0000] ::1 TLSv1.3 TLS_AES_128_GCM_SHA256 "GET /\\" 1 0.1 new x HTTP/1.1" 512 '
+     '0.000311 reused www.example.test:443', "www.example.test:443", "TLSv1.3", "TLS_AES_128_GCM_SHA256"),
+    ("tlsfront_unknown_vhost",
+     '[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1.2 AES128-SHA "GET / HTTP/1.1" 12 0.000100 new -',
+     "-", "TLSv1.2", "AES128-SHA"),
+    ("tlsfront_before_vhost_field",  # older tlsfront lines end at new|reused
+     '[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 "GET / HTTP/1.1" - 0.000311 reused',
+     "-", "TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"),
+    ("mod_ssl_default",  # httpd-ssl.conf: no vhost (one file per <VirtualHost>)
+     '[27/Nov/2026:09:02:59 +0000] 10.0.0.1 TLSv1.3 TLS_AES_256_GCM_SHA384 "GET /new reused HTTP/1.1" 512',
+     "-", "TLSv1.3", "TLS_AES_256_GCM_SHA384"),
+    ("mod_ssl_plain_http",  # plain HTTP to the TLS port: "-" protocol and cipher
+     '[27/Nov/2026:09:02:59 +0000] 10.0.0.1 - - "GET / HTTP/1.1" 3230', "-", "-", "-"),
+    ("leading_vhost_variant",  # %t %v %h ...
+     '[27/Nov/2026:09:02:59 +0000] www.example.com 10.0.0.1 TLSv1.2 AES256-SHA "GET / HTTP/1.1" 5',
+     "www.example.com", "TLSv1.2", "AES256-SHA"),
+]
+
+
+@pytest.mark.parametrize("line, vhost, protocol, cipher", [r[1:] for r in SSLREQ_ROWS],
+                         ids=[r[0] for r in SSLREQ_ROWS])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", ""], ids=["lf", "crlf", "last_line_without_newline"])
+def test_ssl_request_vhost_protocol_cipher(line: str, vhost: str, protocol: str, cipher: str, newline: str):
+    ctx = _ctx()
+    block = f"{line}{newline}".encode()
+    assert decoders.detect(block).name == "ssl_request"
+    assert decoders.SSL_REQUEST.block_stats(block, ctx, 0, len(block)) == 1
+    assert (dict(ctx.protocols), dict(ctx.ciphers)) == ({(vhost, protocol): 1}, {(vhost, cipher): 1})
+
+
+def test_ssl_request_block_counts_per_vhost():
+    """Every row at once, in one block: each line is counted once, under its own vhost (no match runs past its line)."""
+    ctx = _ctx()
+    block = "".join(r[1] + "\n" for r in SSLREQ_ROWS).encode()
+    assert decoders.SSL_REQUEST.block_stats(block, ctx, 0, len(block)) == len(SSLREQ_ROWS)
+    assert ctx.protocols == Counter((r[2], r[3]) for r in SSLREQ_ROWS)
 
 
 @pytest.mark.parametrize("fmt", sorted(decoders.FORMATS))
