@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import Proc, free_ports, start_backend, start_proxy, wait_listening, wait_prometheus_ready
 
@@ -212,6 +213,20 @@ def test_prometheus_sees_every_count_exactly(world) -> None:
             "plain_http_on_tls_port": 1, "client_rejected_cert": 1, "no_shared_cipher": 2,
             "protocol_mismatch": 1, "client_cert_missing": 2, "handshake_eof_or_reset": 2,
             "handshake_timeout": 1, "backend_unavailable": 1}, out.stdout
+        # ... and the TLS requests from the one ssl_request_log, per vhost (its lines end with the vhost label):
+        # 3 + /slow/3 on main, the 502 on down; curl negotiates TLS 1.3. No line for the plain-HTTP 400 (no TLS).
+        ssl_log = d / "ssl_request.log"
+        out = subprocess.run([str(tlslog), "scan", "--format", "json", str(ssl_log)], capture_output=True,
+                             timeout=60)
+        protocols = json.loads(out.stdout)["protocols"]
+        assert {vh: p["protocols"] for vh, p in protocols.items()} == {
+            main: {"TLSv1.3": 4}, down: {"TLSv1.3": 1}}, ssl_log.read_text()
+        assert {vh: sum(p["ciphers"].values()) for vh, p in protocols.items()} == {main: 4, down: 1}
+        out = subprocess.run([str(tlslog), "scan", "--format", "prometheus", str(ssl_log)], capture_output=True,
+                             timeout=60, text=True)
+        requests = {(s.labels["vhost"], s.labels["protocol"]): s.value for fam in text_string_to_metric_families(
+            out.stdout) for s in fam.samples if s.name == "tlslog_tls_requests_total"}
+        assert requests == {(main, "TLSv1.3"): 4, (down, "TLSv1.3"): 1}, out.stdout
     if PROMTOOL:
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['p_admin']}/metrics", timeout=5) as r:
             text = r.read()

@@ -445,7 +445,8 @@ def test_access_and_ssl_request_logs(stack):
         time.sleep(0.05)
     assert pattern.search((stack.dir / "access.log").read_text())
     ssl_log = (stack.dir / "ssl_request.log").read_text()
-    assert re.search(r'127\.0\.0\.1 TLSv1\.3 TLS_\S+ "GET /logged HTTP/1\.1" \d+ \d+\.\d{6} new', ssl_log)
+    assert re.search(rf'127\.0\.0\.1 TLSv1\.3 TLS_\S+ "GET /logged HTTP/1\.1" \d+ \d+\.\d{{6}} new '
+                     rf'localhost:{stack.ports["p_tls"]}$', ssl_log, re.M)  # the vhost label, as in access.log
 
 
 def test_admin_health_and_metrics_count_traffic(stack):
