@@ -536,11 +536,12 @@ def tlslog_dashboard() -> dict[str, Any]:
                                                                                "Value #B": "ago"}}},
                                {"id": "sortBy", "options": {"sort": [{"field": "ago", "desc": False}]}}]),
         Panel("Requests by TLS protocol (ssl_request_log)", "timeseries",
-              [Target(f'sum by (protocol) (rate(tlslog_tls_requests_total{{instance=~"$instance", '
-                      f'vhost=~"$vhost|-|"}}[{RI}]))', "{{protocol}}")], 6, 9, "reqps",
-              "Requests per TLS protocol version read from ssl_request_log (Apache's, or tlsfront's): who still "
-              "uses TLS 1.0 before SSLProtocol drops it. mod_ssl's default ssl_request_log format (and "
-              "tlsfront's) names no vhost (label '-'): those requests are shown whatever the vhost filter. "
+              [Target(f'sum by (vhost, protocol) (rate(tlslog_tls_requests_total{{instance=~"$instance", '
+                      f'vhost=~"$vhost|-|"}}[{RI}]))', "{{vhost}} {{protocol}}")], 6, 9, "reqps",
+              "Requests per vhost and TLS protocol version read from ssl_request_log (Apache's, or tlsfront's): "
+              "who still uses TLS 1.0, and on which vhost, before SSLProtocol drops it. tlsfront's lines end "
+              "with the vhost (server_name:port); mod_ssl's default format names none (one file per vhost; "
+              "label '-'): those requests are shown whatever the vhost filter. "
               + CATALOG["protocol_mismatch"].remedy,
               custom={"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 60}),
         Panel("Requests by status class (access logs)", "timeseries",

@@ -418,6 +418,37 @@ def test_panels_count_what_happened(scraped) -> None:
     assert tile == {(): 2.0}, tile
 
 
+def test_protocol_panel_shows_each_tlsfront_vhost(scraped) -> None:
+    """tlsfront's one ssl_request_log names each line's vhost (its last field), so `tlslog follow` exports
+    requests per (vhost, protocol) and the protocol panel draws one series per tlsfront vhost (before, all of them
+    were one '-' series); choosing a vhost keeps that vhost's series. The traffic's TLS requests: 3 on main.test
+    (curl, TLS 1.3), 1 on legacy.test (s_client -tls1), 1 on expiring.test, 1 on down.test (the 502)."""
+    api, p = scraped["api"], scraped["ports"]
+    main, legacy = f"main.test:{p['p_main']}", f"legacy.test:{p['p_legacy']}"
+    expiring, down = f"expiring.test:{p['p_expiring']}", f"down.test:{p['p_down']}"
+    want = {(main, "TLSv1.3"): 3, (legacy, "TLSv1"): 1, (expiring, "TLSv1.3"): 1, (down, "TLSv1.3"): 1}
+
+    def counts() -> dict[tuple[str, str], float]:
+        return {(s["metric"]["vhost"], s["metric"]["protocol"]): float(s["value"][1]) for s in api.query(
+            'sum by (vhost, protocol) (tlslog_tls_requests_total{job="tlslog"})')}
+
+    try:  # the scraped fixture waited for the first request only: poll until the last scrape has them all
+        _wait("every TLS request per vhost", lambda: counts() == want, timeout=15)
+    except AssertionError:
+        assert counts() == want, (scraped["d"] / "ssl_request_log").read_text()[-2000:]
+    q = _panel_query("tlslog.json", "Requests by TLS protocol (ssl_request_log)")
+    values = _values(scraped)["tlslog.json"]
+    end = time.time()
+
+    def series(vhost: str) -> set[tuple[str, str]]:
+        result = api.query_range(substitute(q.expr, {**values, "vhost": vhost}), end - 600, end)
+        return {(s["metric"]["vhost"], s["metric"]["protocol"]) for s in result}
+
+    assert series(".*") == set(want)
+    assert series(main) == {(main, "TLSv1.3")}
+    assert series(legacy) == {(legacy, "TLSv1")}
+
+
 def test_backfilled_history_is_where_the_panel_looks(scraped) -> None:
     """The "backfilled" query finds the archive's events at their own time (40 minutes ago), not now."""
     api = scraped["api"]
