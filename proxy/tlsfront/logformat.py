@@ -269,7 +269,7 @@ class ErrorLogFormatter:
 
     >>> f = ErrorLogFormatter(pid=1234)
     >>> f.format("backend_refused", when=0.5, client=("10.0.0.1", 50000), backend="127.0.0.1:8081",
-    ...          vhost="www.example.test:443", detail="Connection refused", status=502)[-60:]
+    ...          vhost="www.example.test:443", detail="Connection refused", status=502)[-90:]
     '081 refused the connection (vhost www.example.test:443): Connection refused; answered 502\\n'
 
     The pid is re-read after ``fork()`` (os.register_at_fork), so workers need

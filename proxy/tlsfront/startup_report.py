@@ -17,11 +17,10 @@ the key-permission and expiry warnings of its configuration check); tlsfront's l
 `startup_lines` is pure apart from reading the files (stat, the certificates);
 the caller writes the lines: ``for key, fields in startup_lines(...): logs.error(key, **fields)``.
 
-Example::
+Example (with a loaded `Config`)::
 
-    >>> lines = startup_lines(config, tls_warnings, "PRNG seeded (startup: builtin; ...)")
-    >>> lines[0]
-    ('prng_seeded', {'result': 'PRNG seeded (startup: builtin; ...)'})
+    lines = startup_lines(config, tls_warnings, "PRNG seeded (startup: builtin; ...)")
+    lines[0] == ('prng_seeded', {'result': 'PRNG seeded (startup: builtin; ...)'})
 """
 
 from __future__ import annotations
