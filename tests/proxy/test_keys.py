@@ -256,11 +256,9 @@ def test_keys_from_the_faqs_openssl_genrsa_des3(tmp_path, traditional):
 
 
 def _free_port() -> int:
-    import socket
+    from ports import free_port  # leased: no pick-then-bind race (tests/ports.py)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def test_serve_asks_once_in_the_master_before_workers_start(tmp_path, pki, enc):
