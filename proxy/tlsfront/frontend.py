@@ -96,6 +96,12 @@ class Hooks:
         if self.logs is not None:
             self.logs.error(key, client, **fields)
 
+    def request_lines_wanted(self) -> bool:
+        """Whether an access or ssl_request log is open: else no request line is built
+        (an f-string and two header lookups per request, 2-3% of a keep-alive worker)."""
+        logs = self.logs
+        return logs is not None and (logs.access_file is not None or logs.ssl_request_file is not None)
+
     def access(self, vhost: str, client_ip: str, request_line: str, status: int, bytes_out: int,
                referer: bytes | None, user_agent: bytes | None, quirks: tuple[str, ...]) -> None:
         if self.logs is not None:
@@ -906,19 +912,20 @@ class FrontendProtocol(Protocol):
         req = self.req
         site = self.site or self._default_site
         label = site.label if site else "-"
-        if request_line is None:
-            if req is not None:
-                request_line = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')} HTTP/{req.version.decode()}"
-            else:
-                request_line = "-"
         hooks = self.env.hooks
-        ua = req.header(b"user-agent") if req is not None else None
-        referer = req.header(b"referer") if req is not None else None
-        hooks.access(label, self.peer[0], request_line, self._status, self._bytes_out, referer, ua,
-                     self.quirks.names)
-        if self.tls and self._facts is not None:
-            hooks.ssl_request(self.peer[0], self._facts, request_line, self._body_out, self._handshake_seconds,
-                              label)
+        if hooks.request_lines_wanted():
+            if request_line is None:
+                if req is not None:
+                    request_line = f"{req.method.decode('latin-1')} {req.target.decode('latin-1')} HTTP/{req.version.decode()}"
+                else:
+                    request_line = "-"
+            ua = req.header(b"user-agent") if req is not None else None
+            referer = req.header(b"referer") if req is not None else None
+            hooks.access(label, self.peer[0], request_line, self._status, self._bytes_out, referer, ua,
+                         self.quirks.names)
+            if self.tls and self._facts is not None:
+                hooks.ssl_request(self.peer[0], self._facts, request_line, self._body_out,
+                                  self._handshake_seconds, label)
         hooks.event("request_done", label, self._status,
                     self.env.reactor.seconds() - getattr(self, "_started_at", 0.0),
                     self._bytes_in, self._bytes_out, self.quirks.names)

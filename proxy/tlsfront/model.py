@@ -39,8 +39,13 @@ class Backend:
     host: str
     port: int
 
+    def __post_init__(self) -> None:
+        # "host:port" labels every backend metric and log line, several times per request:
+        # built once (not a dataclass field: equality, hashing and replace() are unchanged).
+        object.__setattr__(self, "_label", f"{self.host}:{self.port}")
+
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return self._label
 
 
 @dataclass(frozen=True)
