@@ -355,6 +355,7 @@ class FrontendProtocol(Protocol):
         self._upload_registered = False
         self._retries = 0
         self._reused = False
+        self._logged = False  # the exchange's access/ssl_request lines are written
 
     # -- connection life ------------------------------------------------------
 
@@ -416,6 +417,8 @@ class FrontendProtocol(Protocol):
         label = self._default_site.label if self._default_site else "-"
         if self.tls and not self._handshake_done:
             self._log_handshake_failure(reason, label)
+        if self.req is not None and not self._logged:
+            self._log_client_closed()
         conn = self.conn
         if conn is not None:
             self._unregister_upload()
@@ -423,6 +426,19 @@ class FrontendProtocol(Protocol):
             self.conn = None
         self.req = None
         env.hooks.event("connection_closed", label)
+
+    def _log_client_closed(self) -> None:
+        """The client went away in the middle of an exchange: still one access line, as nginx
+        (status 499, "client closed request") and Apache (the status it was sending) write.
+        499 when no response head had gone out, else the status that was being sent."""
+        if not self._status:
+            self._status = 499
+        site = self.site or self._default_site
+        req = self.req
+        self.env.hooks.error("client_closed", self.peer, vhost=site.label if site else "-",
+                             request=f"{req.method.decode('latin-1')} {req.target.decode('latin-1')[:200]}",
+                             body_bytes=self._body_out, status=self._status)
+        self._log_access()
 
     def _log_handshake_failure(self, reason: Failure | None, label: str) -> None:
         if self._hs_timed_out:
@@ -909,6 +925,7 @@ class FrontendProtocol(Protocol):
     # -- end of an exchange ----------------------------------------------------------------
 
     def _log_access(self, request_line: str | None = None) -> None:
+        self._logged = True
         req = self.req
         site = self.site or self._default_site
         label = site.label if site else "-"

@@ -152,6 +152,10 @@ MESSAGES: dict[str, Message] = {m_key: m for m_key, m in (
         "request header read timeout after {seconds}s (server {vhost})")),
     ("bad_request", Message("TLSF0402", "info", "core",
         "bad request (server {vhost}): {problem}; answered {status}")),
+    # nginx: "client prematurely closed connection" (info) and status 499 in its access log
+    ("client_closed", Message("TLSF0403", "info", "core",
+        "client closed the connection before the response was complete (server {vhost}): "
+        "{request}; {body_bytes} response body bytes sent; logged as {status}")),
 )}
 
 MESSAGES_BY_ID: dict[str, Message] = {m.id: m for m in MESSAGES.values()}

@@ -287,6 +287,25 @@ def test_backend_slow_is_504_with_one_log_line(stack):
     assert len(lines) == 1 and "answered 504" in lines[0]
 
 
+def test_client_closing_mid_exchange_is_logged_as_499(stack):
+    """A client that hangs up before the answer still gets one access line (nginx's 499,
+    "client closed request") and one TLSF0403 error-log line; before, nothing was logged."""
+    ctx = client_context(stack.pki.ca_cert)
+    with socket.create_connection(("127.0.0.1", stack.ports["p_tls"]), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(b"GET /slow/1?gone-early HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            time.sleep(0.3)  # the request reached the backend, whose answer takes 1 s
+    lines = stack.wait_log(r"TLSF0403: client closed the connection before the response was complete")
+    assert len(lines) == 1 and "GET /slow/1?gone-early" in lines[0] and "logged as 499" in lines[0], lines
+    deadline = time.monotonic() + 5
+    while True:
+        access = [x for x in (stack.dir / "access.log").read_text().splitlines() if "gone-early" in x]
+        if access or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(access) == 1 and '"GET /slow/1?gone-early HTTP/1.1" 499 ' in access[0], access
+
+
 def test_round_robin_and_refusing_backend_marked_down(stack):
     seen = []
     for i in range(6):
