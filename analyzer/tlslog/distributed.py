@@ -22,19 +22,15 @@ import os
 from typing import Callable, Iterable, Iterator
 
 from . import decoders
-from .classify import Joiner
 from .scan import (
-    DETECT_BYTES,
     ScanOptions,
     ScanResult,
     Unit,
     UnitResult,
-    _emitter,
     _finish_ctx,
-    _new_ctx,
     merge_stream,
-    process_chunks,
     scan,
+    scan_stream,
     streams,
 )
 from .sources import Input, decoded_chunks, rotation_key
@@ -149,28 +145,10 @@ def run_url_unit(unit: Unit) -> UnitResult:
         warn(f"cannot open: {exc}")
         stats.readable = False
         return UnitResult(unit.index, unit.seq, store)
+    forced = decoders.FORMATS.get(unit.format) if unit.format else None
     with f:
-        chunks = decoded_chunks(f, warn)
-        head: list[bytes] = []
-        size = 0
-        for c in chunks:
-            head.append(c)
-            size += len(c)
-            if size >= DETECT_BYTES:
-                break
-        fmt = decoders.FORMATS.get(unit.format) if unit.format else decoders.detect(b"".join(head))
-        stats.format = fmt.name if fmt else "unknown"
-        if fmt is None and size:
-            warn("format not recognised (use --input-format); lines counted as unparsed")
-        source = fmt.source if fmt else "unknown"
-        joiner = Joiner(_emitter(store, {unit.index: (stats, source)}))
-        ctx = _new_ctx(unit.index, unit.tz)
-
-        def all_chunks() -> Iterator[bytes]:
-            yield from head
-            yield from chunks
-
-        process_chunks(all_chunks(), fmt, stats, store, joiner, ctx, warn=warn)
+        joiner, ctx, source = scan_stream(decoded_chunks(f, warn), forced, unit.index, unit.tz,
+                                          stats, store, warn)
     _finish_ctx(ctx, store, stats, source)
     return UnitResult(unit.index, unit.seq, store, joiner.keys)
 

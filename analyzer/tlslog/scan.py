@@ -15,10 +15,11 @@ A format may replace steps 3-4 by its own loop (``Format.scan_block``: Apache 2.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable
+from typing import Callable, Hashable, Iterable, Iterator
 
 from . import decoders
 from .blocks import BLOCK_BYTES, BlockReader
@@ -330,18 +331,11 @@ def plan(inputs: list[Input], forced: Format | None, opts: ScanOptions) -> tuple
     return units, failed
 
 
-def _scan_stdin(inp: Input, forced: Format | None, tz: str | None) -> Store:
-    stats = FileStats(inp.index, "-", "unknown")
-    store = Store()
-    store.files[inp.index] = stats
-    warned: set[str] = set()
-
-    def warn(msg: str) -> None:
-        if msg not in warned:
-            warned.add(msg)
-            stats.warnings.append(msg)
-
-    chunks = decoded_chunks(sys.stdin.buffer, warn)
+def scan_stream(chunks: Iterator[bytes], forced: Format | None, index: int, tz: str | None,
+                stats: FileStats, store: Store, warn: Callable[[str], None]):
+    """Scan one whole stream of decoded chunks (standard input, an fsspec object): the format is
+    `forced` or detected from the first DETECT_BYTES, then every chunk is processed.
+    Returns (joiner, ctx, source) for the caller to finish."""
     head: list[bytes] = []
     size = 0
     for c in chunks:
@@ -354,14 +348,25 @@ def _scan_stdin(inp: Input, forced: Format | None, tz: str | None) -> Store:
     if fmt is None and size:
         warn("format not recognised (use --input-format); lines counted as unparsed")
     source = fmt.source if fmt else "unknown"
-    joiner = Joiner(_emitter(store, {inp.index: (stats, source)}))
-    ctx = _new_ctx(inp.index, tz)
+    joiner = Joiner(_emitter(store, {index: (stats, source)}))
+    ctx = _new_ctx(index, tz)
+    process_chunks(itertools.chain(head, chunks), fmt, stats, store, joiner, ctx, warn=warn)
+    return joiner, ctx, source
 
-    def all_chunks():
-        yield from head
-        yield from chunks
 
-    process_chunks(all_chunks(), fmt, stats, store, joiner, ctx, warn=warn)
+def _scan_stdin(inp: Input, forced: Format | None, tz: str | None) -> Store:
+    stats = FileStats(inp.index, "-", "unknown")
+    store = Store()
+    store.files[inp.index] = stats
+    warned: set[str] = set()
+
+    def warn(msg: str) -> None:
+        if msg not in warned:
+            warned.add(msg)
+            stats.warnings.append(msg)
+
+    joiner, ctx, source = scan_stream(decoded_chunks(sys.stdin.buffer, warn), forced, inp.index, tz,
+                                      stats, store, warn)
     joiner.finish()
     _finish_ctx(ctx, store, stats, source)
     return store
