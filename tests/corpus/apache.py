@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .common import (
     CorpusPKI, Tally, backends, chown_tree, client_hello_prefix, connect_close,
-    curl_untrusting, free_port, idle_until_closed, plain_http, run_bg, s_client, stop, tls_request,
+    free_port, idle_until_closed, plain_http, provoke_refusals, run_bg, stop, tls_request,
     wait_port,
 )
 
@@ -147,19 +147,9 @@ def _drive(pki: CorpusPKI, ports: dict[str, int], t: Tally) -> None:
         assert code == 400, code
         t.hit("plain_http_on_tls_port")
         t.status["4xx"] += 1
-    # curl without our CA rejects the server's certificate: alert unknown ca
-    for _ in range(2):
-        assert curl_untrusting(main) == 60
-        t.hit("client_rejected_cert")
-    # s_client: ciphers the server refuses, protocols it refuses
-    assert s_client(main, "-tls1_2", "-cipher", "AES128-SHA256:AES256-SHA") != 0
-    t.hit("no_shared_cipher")
-    assert s_client(main, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256") != 0
-    t.hit("no_shared_cipher")
-    assert s_client(main, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0") != 0
-    t.hit("protocol_mismatch")
-    assert s_client(main, "-tls1", "-cipher", "DEFAULT:@SECLEVEL=0") != 0
-    t.hit("protocol_mismatch")
+    # curl without our CA rejects the server's certificate (alert unknown ca); s_client with
+    # ciphers and protocols the server refuses
+    provoke_refusals(main, t)
     # client certificates: none, wrong CA, expired
     for _ in range(2):
         r = tls_request(verify, "/")

@@ -227,6 +227,23 @@ class Response:
     error: str = ""
 
 
+def provoke_refusals(port: int, t) -> None:
+    """The client-side handshake failures every server sees alike, tallied in `t`: curl
+    rejecting the certificate twice (alert unknown ca), two cipher lists and two protocols
+    the server refuses (no shared cipher, protocol mismatch)."""
+    for _ in range(2):
+        assert curl_untrusting(port) == 60
+        t.hit("client_rejected_cert")
+    for args, category in (
+        (("-tls1_2", "-cipher", "AES128-SHA256:AES256-SHA"), "no_shared_cipher"),
+        (("-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"), "no_shared_cipher"),
+        (("-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"), "protocol_mismatch"),
+        (("-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"), "protocol_mismatch"),
+    ):
+        assert s_client(port, *args) != 0
+        t.hit(category)
+
+
 def tls_request(port: int, path: str = "/", *, ca: Path | None = None, cert: tuple[Path, Path] | None = None,
                 version: ssl.TLSVersion | None = None, ciphers: str | None = None,
                 timeout_seconds: float = 10.0) -> Response:

@@ -17,7 +17,7 @@ from pathlib import Path
 from .common import (
     fresh_case,
     CorpusPKI, Tally, backends, check_signatures, chown_tree, client_hello_prefix, connect_close,
-    count_lines, curl_untrusting, free_port, idle_until_closed, plain_http, run_bg, s_client, stop,
+    count_lines, free_port, idle_until_closed, plain_http, provoke_refusals, run_bg, stop,
     tls_request, wait_port, write_truth,
 )
 
@@ -87,17 +87,7 @@ def _drive(pki: CorpusPKI, ports: dict[str, int], t: Tally) -> None:
         assert plain_http(main) == 400
         t.hit("plain_http_on_tls_port")
         t.status["4xx"] += 1
-    for _ in range(2):
-        assert curl_untrusting(main) == 60
-        t.hit("client_rejected_cert")
-    assert s_client(main, "-tls1_2", "-cipher", "AES128-SHA256:AES256-SHA") != 0
-    t.hit("no_shared_cipher")
-    assert s_client(main, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256") != 0
-    t.hit("no_shared_cipher")
-    assert s_client(main, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0") != 0
-    t.hit("protocol_mismatch")
-    assert s_client(main, "-tls1", "-cipher", "DEFAULT:@SECLEVEL=0") != 0
-    t.hit("protocol_mismatch")
+    provoke_refusals(main, t)
     # nginx finishes the handshake without a (valid) client certificate, then answers 400
     for _ in range(2):
         r = tls_request(verify, "/", ca=pki.ca)
