@@ -227,6 +227,19 @@ class Response:
     error: str = ""
 
 
+def drive_successes(pki, main: int, verify: int, paths, t) -> None:
+    """The requests every driver makes first, tallied in `t`: each (path, status) over TLS 1.3
+    and TLS 1.2 on `main`, then one request with a valid client certificate on `verify`."""
+    for path, want in paths:
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            r = tls_request(main, path, ca=pki.ca, version=version)
+            assert r.status == want, (path, r)
+            t.request(r)
+    r = tls_request(verify, "/", ca=pki.ca, cert=(pki.client_cert, pki.client_key))
+    assert r.status == 200, r
+    t.request(r)
+
+
 def provoke_refusals(port: int, t) -> None:
     """The client-side handshake failures every server sees alike, tallied in `t`: curl
     rejecting the certificate twice (alert unknown ca), two cipher lists and two protocols

@@ -15,13 +15,13 @@ Two runs of `haproxy -db -f <conf>` (as www-data), each with a TLS frontend on f
 from __future__ import annotations
 
 import socket
-import ssl
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 from .common import (
+    drive_successes,
     fresh_case,
     CorpusPKI, Tally, backends, check_signatures, chown_tree, client_hello_prefix, connect_close,
     curl_untrusting, free_port, idle_until_closed, plain_http, run_bg, s_client, stop, tls_request,
@@ -85,14 +85,7 @@ def _drive_tls(pki: CorpusPKI, ports: dict[str, int], t: Tally, triggered: dict[
     def did(what: str) -> None:
         triggered[what] = triggered.get(what, 0) + 1
 
-    for path, want in (("/app", 200), ("/missing", 404)):
-        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
-            r = tls_request(main, path, ca=pki.ca, version=version)
-            assert r.status == want, (path, r)
-            t.request(r)
-    r = tls_request(verify, "/", ca=pki.ca, cert=(pki.client_cert, pki.client_key))
-    assert r.status == 200, r
-    t.request(r)
+    drive_successes(pki, main, verify, (("/app", 200), ("/missing", 404)), t)
     for _ in range(2):
         assert plain_http(main) == 0  # HAProxy answers no HTTP error page, it just closes
         did("plain_http_on_tls_port")

@@ -9,12 +9,12 @@ included) and access.log in the predefined `combined` format.
 
 from __future__ import annotations
 
-import ssl
 import subprocess
 import time
 from pathlib import Path
 
 from .common import (
+    drive_successes,
     fresh_case,
     CorpusPKI, Tally, backends, check_signatures, chown_tree, client_hello_prefix, connect_close,
     count_lines, free_port, idle_until_closed, plain_http, provoke_refusals, run_bg, stop,
@@ -74,14 +74,7 @@ http {{
 
 def _drive(pki: CorpusPKI, ports: dict[str, int], t: Tally) -> None:
     main, verify = ports["main"], ports["verify"]
-    for path, want in (("/", 200), ("/app/x", 200), ("/nope", 404), ("/app/missing", 404)):
-        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
-            r = tls_request(main, path, ca=pki.ca, version=version)
-            assert r.status == want, (path, r)
-            t.request(r)
-    r = tls_request(verify, "/", ca=pki.ca, cert=(pki.client_cert, pki.client_key))
-    assert r.status == 200, r
-    t.request(r)
+    drive_successes(pki, main, verify, (("/", 200), ("/app/x", 200), ("/nope", 404), ("/app/missing", 404)), t)
     # plain HTTP: nginx answers 400 (internally 497) and logs it at info
     for _ in range(3):
         assert plain_http(main) == 400
