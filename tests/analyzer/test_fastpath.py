@@ -56,6 +56,7 @@ MESSAGES = (
     "AH00128: File does not exist: /var/www/AH02008: x",
 )
 BARE = ("AH00016: Configuration Failed", "junk SSL Library Error: no shared cipher", "AH02008: bare",
+        "[Fri Nov 27 10:50:52 2026] [ssl:info] [pid 1:tid 2] SSL Library Error without its colon",
         "[ssl:info] AH02008: no time", "", "[", "AH00016: ", "AH0001: x", " [x")
 
 line = st.one_of(
@@ -112,6 +113,20 @@ def test_one_pass_line_count_equals_count_plus_understood(lines, cut):
     n = data.count(b"\n", start)
     assert decoders._apache_lines(data, start, len(data)) == (
         n, decoders._count_apache_understood(data, start, len(data), n))
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(line, max_size=30))
+def test_one_candidate_pass_finds_every_id_and_library_error(lines):
+    """``_AP_CANDIDATES`` (one pass: ": " and a look back) hits exactly where the two literal-prefixed passes it
+    replaced hit: each candidate message ID (``AH02008: ``) and each ``SSL Library Error: ``."""
+    import re
+
+    data = ("\n".join(lines) + "\n").encode()
+    ids = re.compile(("AH" + decoders._trie(list(decoders.AH_CANDIDATE_IDS)) + ": ").encode())
+    expected = sorted([m.end() - 2 for m in ids.finditer(data)]
+                      + [m.end() - 2 for m in re.finditer(rb"SSL Library Error: ", data)])
+    assert [m.start() for m in decoders._AP_CANDIDATES.finditer(data)] == expected
 
 
 def test_fast_path_equals_generic_loop_on_the_synthetic_log(tmp_path):
