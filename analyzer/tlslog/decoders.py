@@ -459,8 +459,7 @@ def scan_apache24(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: 
     ``block[i]``), the equivalent of the generic loop (candidate regexes, :func:`decode_apache` per line, the
     joiner) without its per-line costs where they are not needed:
 
-    * one candidate pass (:data:`_AP_CANDIDATES`) gives match positions only, in order; a line is decoded once,
-      and a line with a second hit (an ID and ``SSL Library Error``, two IDs) takes :func:`decode_apache`'s way;
+    * one candidate pass (:data:`_AP_CANDIDATES`) gives match positions only, in order; a line is decoded once;
     * an ``SSL Library Error`` continuation line (about 40% of the candidates of a busy server) whose key has an
       open group is absorbed into that group directly: no Record, no joiner call (``classify.step`` on a CONT
       with an open group does exactly that, whatever the time: continuations carry none);
@@ -471,8 +470,6 @@ def scan_apache24(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: 
     hits = [m.start() for m in _AP_CANDIDATES.finditer(block, start, end)]  # the ": " after an ID or the text
     if not hits:
         return
-    nexts = hits[1:]
-    nexts.append(end)
     rfind, find = block.rfind, block.find
     head = _AP24_HEAD.match
     keys = joiner.keys
@@ -480,7 +477,7 @@ def scan_apache24(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: 
     feed, emit = joiner.feed, joiner.emit
     fast = _AH_SIMPLE
     last_end = -1
-    for p, nxt in zip(hits, nexts):
+    for p in hits:
         if p <= last_end:  # a second hit in a line already handled
             continue
         p -= 17 if block[p - 1] == 114 else 7  # "r": "SSL Library Error: ", else "AHnnnnn: "
@@ -489,35 +486,36 @@ def scan_apache24(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: 
         if e < 0:
             e = end
         last_end = e
-        if block[p] == 83:  # "S": an SSL Library Error hit (IDs start with "A")
-            if p - 2 > s and block[s] == 91 and block[p - 2:p] == b"] ":
-                # "[...] SSL Library Error: ...": what decode_apache's first branch does, on the block in place
-                msg = block[p:e]
-                hit = reasons.get(msg)
-                if hit is None:
-                    category = classify_openssl(msg.decode("utf-8", "replace"))[0] or "other_tls_error"
-                    hit = (category, category != "other_tls_error")
-                    if len(reasons) < _REASON_CACHE_MAX:
-                        reasons[msg] = hit
-                i = find(b"[pid ", s, p - 1)
-                if i < 0:
-                    key = b""
-                else:
-                    j = find(b"]", i, p - 1)
-                    key = block[i + 5:j] if j >= 0 else block[i + 5:e - 1]
-                ks = keys.get(key)
-                if ks is not None and ks.resolved:
-                    g = ks.open
-                    if g is not None:  # Group.absorb of a CONT record (no vhost, category never None)
-                        if hit[1]:
-                            if g.strong is None:
-                                g.strong = hit[0]
-                        elif g.weak is None:
-                            g.weak = hit[0]
-                        continue
-                feed(Record(CONT, hit[0], hit[1], key, None, None, base + s, block[s:e], "cont", "", src))
-                continue
-        elif nxt > e:  # the only hit in its line: a message ID
+        k = find(_LIBERR_MSG, s, e)
+        if k > s and block[s] == 91:
+            # "[...] SSL Library Error...", whatever the hit was: decode_apache's first branch, on the block in place
+            p = k + 2
+            msg = block[p:e]
+            hit = reasons.get(msg)
+            if hit is None:
+                category = classify_openssl(msg.decode("utf-8", "replace"))[0] or "other_tls_error"
+                hit = (category, category != "other_tls_error")
+                if len(reasons) < _REASON_CACHE_MAX:
+                    reasons[msg] = hit
+            i = find(b"[pid ", s, p - 1)
+            if i < 0:
+                key = b""
+            else:
+                j = find(b"]", i, p - 1)
+                key = block[i + 5:j] if j >= 0 else block[i + 5:e - 1]
+            ks = keys.get(key)
+            if ks is not None and ks.resolved:
+                g = ks.open
+                if g is not None:  # Group.absorb of a CONT record (no vhost, category never None)
+                    if hit[1]:
+                        if g.strong is None:
+                            g.strong = hit[0]
+                    elif g.weak is None:
+                        g.weak = hit[0]
+                    continue
+            feed(Record(CONT, hit[0], hit[1], key, None, None, base + s, block[s:e], "cont", "", src))
+            continue
+        elif k < 0 and block[p] == 65:  # a message ID ("A"), in a line that is not a continuation
             rule = fast.get(block[p:p + 7])
             if rule is not None:
                 m = head(block, s, p)

@@ -25,7 +25,7 @@ STAMPS = ("[Fri Nov 27 10:50:{s:02d}.123456 2026] ", "[Fri Nov 27 10:50:{s:02d} 
           "[Fri Nov 27 10:50:{s:02d}.5 2026] ", "[Xyz Nov 99 10:50:{s:02d}.1 2026] ")
 MODULES = ("[ssl:info] ", "[proxy:error] ", "[core:error] ", "[ssl:warn] ")
 PIDS = ("[pid 1:tid 2] ", "[pid 1:tid 3] ", "[pid 7] ", "", "[pid 1:tid 2 ")
-ERRNOS = ("", "(104)Connection reset by peer: ", "(70007)The timeout specified has expired: ",
+ERRNOS = ("", "(104)Connection reset by peer: ", "(70007)The timeout specified has expired: ", "(1)x ] SSL Library Error: ",
           "(110)Connection timed out: ", "(111)Connection refused: ", "(11)Resource TIMEOUT: ")
 CLIENTS = ("", "[client 198.51.100.7:5] ", "[remote 10.0.0.1:80] ")
 MESSAGES = (
@@ -64,7 +64,8 @@ line = st.one_of(
         stamp.format(s=s) + mod + pid + errno + client + msg + tail),
         st.sampled_from(STAMPS), st.integers(0, 59), st.sampled_from(MODULES), st.sampled_from(PIDS),
         st.sampled_from(ERRNOS), st.sampled_from(CLIENTS), st.sampled_from(MESSAGES),
-        st.sampled_from(("", " timed out", " (server other:443)", " ] SSL Library Error: x"))),
+        st.sampled_from(("", " timed out", " (server other:443)", " ] SSL Library Error: x", " ] SSL Library Error x",
+                         " SSL Library Error: x"))),
     st.sampled_from(BARE),
 )
 
