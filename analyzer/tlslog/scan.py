@@ -338,10 +338,11 @@ def plan(inputs: list[Input], forced: Format | None, opts: ScanOptions) -> tuple
             failed[inp.index] = FileStats(inp.index, inp.path, name or "unknown", warnings=warnings)
         size = inp.size or 0
         if opts.jobs > 1 and size > opts.range_bytes and _is_plain(inp.path):
-            seq = 0
-            for start in range(0, size, opts.range_bytes):
-                units.append(Unit(inp.index, seq, inp.path, name, opts.tz, start, min(size, start + opts.range_bytes)))
-                seq += 1
+            # ranges of equal size (not range_bytes and a short rest): the workers finish together
+            k = -(-size // opts.range_bytes)
+            cuts = [size * i // k for i in range(k + 1)]
+            for seq in range(k):
+                units.append(Unit(inp.index, seq, inp.path, name, opts.tz, cuts[seq], cuts[seq + 1]))
         else:
             units.append(Unit(inp.index, 0, inp.path, name, opts.tz))
     return units, failed

@@ -144,3 +144,17 @@ def record_lists(draw):
 @given(recs=record_lists(), cuts=st.lists(st.integers(0, 40), max_size=6))
 def test_any_split_gives_the_same_events(recs, cuts):
     assert run(recs, cuts) == run(recs)
+
+
+def test_records_groups_and_key_states_pickle_to_equal_objects_sharing_what_they_shared():
+    """--jobs and Dask send block states back by pickle; the compact __reduce__ of Record, Group and KeyState must
+    give equal objects, and one Record that is a group's first line, its last head and a prefix entry stays one."""
+    import pickle
+
+    from tlslog.classify import KeyState
+
+    rec = Record(HEAD, "no_shared_cipher", True, b"1:2", 1.5, "www:443", 10, b"line", "conn", "d", 3)
+    state = KeyState([rec], True, Group(rec, rec, "no_shared_cipher", None, "www:443"), rec)
+    back = pickle.loads(pickle.dumps(state))
+    assert back == state
+    assert back.open.first is back.open.last_head is back.prefix[0] is back.prefix_last_head
