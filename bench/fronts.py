@@ -95,6 +95,14 @@ def tlsfront(d: Path, cert: CertFiles, port: int, backend_port: int, workers: in
     return Launch([*argv, "serve", "-c", str(conf)], env=_python_env())
 
 
+def tlsfront_memory(d: Path, cert: CertFiles, port: int, backend_port: int, workers: int) -> Launch:
+    """tlsfront with Twisted's TLSMemoryBIOProtocol instead of TLS on the socket (tlsio.py):
+    the comparison behind that choice (docs/benchmarks.md, "The TLS layer")."""
+    launch = tlsfront(d, cert, port, backend_port, workers)
+    launch.env["TLSFRONT_TLS_IO"] = "memory"
+    return launch
+
+
 # name -> how to launch it; the order is the interleaving order of a round
 FRONTS: dict[str, Callable[[Path, CertFiles, int, int, int], Launch]] = {
     "nginx": nginx,
@@ -102,8 +110,10 @@ FRONTS: dict[str, Callable[[Path, CertFiles, int, int, int], Launch]] = {
     "apache": apache,
     "twisted": twisted_baseline,
     "tlsfront": tlsfront,
+    "tlsfront-memory": tlsfront_memory,
 }
-DEFAULT_FRONTS = tuple(FRONTS)
+# tlsfront-memory only on request (--fronts): the evidence for one design choice
+DEFAULT_FRONTS = tuple(name for name in FRONTS if name != "tlsfront-memory")
 # with workers=2, the single-process baseline has nothing to add, and Apache's row is context:
 # the issue compares tlsfront with two workers against nginx (and HAProxy) with two
 TWO_WORKER_FRONTS = ("nginx", "haproxy", "tlsfront")

@@ -66,9 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tls_io_ok(command: str) -> bool:
+    from . import tlsio
+
+    try:
+        tlsio.mode()
+    except ValueError as exc:
+        print(f"tlsfront {command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from . import config as config_mod
 
+    if not _tls_io_ok("serve"):
+        return 2
     cfg = config_mod.load(args.config)
     from . import serve  # lazily: it imports the Twisted reactor
 
@@ -76,6 +89,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if not _tls_io_ok("demo"):
+        return 2
     from . import demo  # lazily: the data path's module, reactor and all
 
     return demo.main(args) or 0

@@ -5,9 +5,11 @@ Every listening socket gets one `ListenerFactory`. For each connection,
 (`transport.getHost()`, also on a `0.0.0.0` socket) and asks the vhost table:
 
 - a TLS vhost owns that address: look at the first bytes before any TLS
-  (sniff.classify). A ClientHello (0x16 0x03) goes to the vhost's
-  `TLSMemoryBIOFactory` built on its own pyOpenSSL Context: the certificate is
-  chosen by the address alone, as mod_ssl did before SNI. Plain HTTP gets
+  (sniff.classify). A ClientHello (0x16 0x03) starts TLS on the socket
+  (tlsio.py) with the vhost's own pyOpenSSL Context: the certificate is
+  chosen by the address alone, as mod_ssl did before SNI. (With
+  TLSFRONT_TLS_IO=memory in the environment, Twisted's TLSMemoryBIOProtocol
+  does the TLS instead: the comparison in docs/benchmarks.md, and a fallback.) Plain HTTP gets
   Apache's `400 Bad Request` ("You're speaking plain HTTP to an SSL-enabled
   server port") with the https:// URL, or a 301 to it when the vhost says
   `plain_http_answer = "redirect"` (nginx's 497 behaviour). Anything else
@@ -27,11 +29,12 @@ from urllib.parse import quote
 
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet import tcp
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from . import http1, sniff, tcpio, tlserrors
+from . import http1, sniff, tcpio, tlserrors, tlsio
 from .backend import Upstream
 from .frontend import Env, FrontendFactory, Site
 from .model import VHost
@@ -199,8 +202,16 @@ class PortProtocol(Protocol):
     def _hand_over_tls(self, buf: bytes, result) -> None:
         self._cancel()
         self._watcher = None
-        factory = self.listener.tls_factories[self._vhost.index]
+        listener = self.listener
+        index = self._vhost.index
         transport = self.transport
+        if listener.tls_on_socket and type(transport) is tcp.Server:
+            app = listener.frontend_factories[index].buildProtocol(transport.getPeer())
+            app.hello = result.hello  # sniff.ClientHello or None (FrontendProtocol.handshakeCompleted)
+            app.local_addr = self._local
+            tlsio.start(transport, app, SSL.Connection(listener.contexts[index], None), buf)
+            return
+        factory = listener.tls_factories[index]
         proto = factory.buildProtocol(transport.getPeer())
         app = getattr(proto, "wrappedProtocol", None)
         if app is not None:
@@ -272,13 +283,15 @@ class ListenerFactory(Factory):
         self._port_address: dict[object, tuple[str, int] | None] = {}
         self._plain_cache: dict[tuple[str, int, bytes | None], Site | None] = {}
         self.plain_factory = FrontendFactory(env, self._plain_site, tls=False)
+        self.contexts = contexts
+        self.tls_on_socket = tlsio.mode() == "socket"
+        self.frontend_factories: dict[int, FrontendFactory] = {}
         self.tls_factories: dict[int, TLSMemoryBIOFactory] = {}
         for index, site in sites.items():
             if site.vhost.is_tls:
-                ctx = contexts[index]
+                frontend = self.frontend_factories[index] = FrontendFactory(env, _fixed(site), tls=True)
                 self.tls_factories[index] = TLSMemoryBIOFactory(
-                    ServerConnectionCreator(ctx), False,
-                    FrontendFactory(env, _fixed(site), tls=True), clock=env.reactor)
+                    ServerConnectionCreator(contexts[index]), False, frontend, clock=env.reactor)
 
     def local_address(self, transport) -> tuple[str, int]:
         """(ip, port) the client connected to. A socket bound to one address answers from

@@ -31,6 +31,10 @@ FLAGS: dict[str, int] = {
 
 def close(transport, mode: str = STANDARD) -> None:
     """Close `transport` (TLS or plain) after its pending data, in shutdown `mode`."""
+    close_tls = getattr(transport, "close_tls", None)
+    if close_tls is not None:  # tlsio.TLSServer: the flags wait for the queued plaintext
+        close_tls(FLAGS[mode])
+        return
     get_handle = getattr(transport, "getHandle", None)
     if get_handle is not None:
         # Twisted's BufferingTLSTransport holds small writes until the next reactor

@@ -105,8 +105,10 @@ def start_backend(log_dir: Path, port: int, host: str = "127.0.0.1", name: str |
 
 
 def start_proxy(log_dir: Path, config_path: Path, wait_for: list[tuple[str, int]],
-                name: str = "tlsfront") -> Proc:
-    proc = Proc(name, [TLSFRONT, "serve", "-c", str(config_path)], log_dir)
+                name: str = "tlsfront", env: dict | None = None) -> Proc:
+    """`tlsfront serve -c config_path`, once it listens on `wait_for`; `env`: extra variables."""
+    proc = Proc(name, [TLSFRONT, "serve", "-c", str(config_path)], log_dir,
+                env={**os.environ, **env} if env else None)
     try:
         for host, port in wait_for:
             wait_listening(host, port, proc)

@@ -149,3 +149,13 @@ def test_check_shows_config_and_certificate_problems_together(tmp_path, pki):
     assert re.search(r"vhost\[2\]\.tls\.key \(line \d+\): the private key", err)  # found by building the Context
     assert "vhost[3].backends[0]" in err and "vhost[3].tls.protocols" in err  # found by the loader
     assert err.count("missing.crt: no such file") == 1  # the loader's, not repeated
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_bad_tls_io_variable_is_refused_by_name(tmp_path, pki, command):
+    import os
+    argv = [command, "-c", str(good_config(tmp_path, pki))]
+    done = run(*argv, env={**os.environ, "TLSFRONT_TLS_IO": "bio"})
+    assert done.returncode == 2
+    assert done.stderr == (f"tlsfront {command}: environment variable TLSFRONT_TLS_IO='bio' is not one of "
+                           "socket, memory: unset it for the default (socket)\n")

@@ -113,8 +113,10 @@ class Stack:
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def stack(pki, tmp_path_factory):
+@pytest.fixture(scope="module", params=["socket", "memory"], ids=["tls-on-socket", "tls-memory-bio"])
+def stack(pki, tmp_path_factory, request):
+    """Every test here runs against both TLS layers: tlsio.py on the socket (the default) and
+    Twisted's TLSMemoryBIOProtocol (TLSFRONT_TLS_IO=memory, the fallback)."""
     d = tmp_path_factory.mktemp("e2e")
     p_tls = free_ports(1, ("127.0.0.1", "127.0.0.2"))[0]
     names = ["b1", "b2", "dead", "dead2", "p_plain", "p_rr", "p_down", "p_redirect", "p_client", "p_admin"]
@@ -125,7 +127,7 @@ def stack(pki, tmp_path_factory):
     cfg.write_text(STACK_CONFIG.format(d=d, pki=pki, **ports))
     wait = [("127.0.0.1", ports[n]) for n in ("p_tls", "p_plain", "p_rr", "p_down", "p_redirect", "p_client",
                                              "p_admin")]
-    proxy = start_proxy(d, cfg, wait + [("127.0.0.2", p_tls)])
+    proxy = start_proxy(d, cfg, wait + [("127.0.0.2", p_tls)], env={"TLSFRONT_TLS_IO": request.param})
     yield Stack(d, pki, proxy, ports)
     code = proxy.stop()
     for b in backends:
