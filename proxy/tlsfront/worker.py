@@ -102,6 +102,9 @@ def run(h: Handover) -> int:
 
     signals = _Signals()  # SIGTERM from now on means a graceful stop (serve.py's handling)
 
+    from . import eventloop
+
+    eventloop.install()  # before anything imports twisted.internet.reactor
     from twisted.internet import reactor  # only now: see the module docstring
     from twisted.internet.task import LoopingCall
 
