@@ -367,9 +367,13 @@ class FrontendProtocol(Protocol):
         if local is None:
             host = self.transport.getHost()
             local = (host.host, host.port)
-        peer = self.transport.getPeer()
+        client = getattr(self.transport, "client", None)  # tcp.Server: (host, port[, ...])
+        if client is not None:
+            self.peer = (client[0], client[1])  # without building an IPv4Address per connection
+        else:
+            peer = self.transport.getPeer()
+            self.peer = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
         self.local_ip, self.local_port = local
-        self.peer = (getattr(peer, "host", "?"), getattr(peer, "port", 0))
         self._peer_ip = self.peer[0].encode("ascii")
         self._local_port_bytes = b"%d" % self.local_port
         self._connected_at = env.reactor.seconds()
@@ -464,6 +468,14 @@ class FrontendProtocol(Protocol):
     # renewals) costs no reactor work: the call fires early and re-arms for the rest.
     # Disarming (`_disarm`) only forgets the kind. Was: a cancel and a new callLater per
     # request and per state, about 6% of a keep-alive worker's samples (docs/benchmarks.md).
+
+    def adopt_timer(self, timer) -> None:
+        """Take over a DelayedCall already scheduled for this connection (listeners.PortProtocol's
+        handshake deadline, due no later than ours): one callLater per connection, not two."""
+        if timer is not None and timer.active():
+            timer.func = self._timeout
+            timer.args, timer.kw = (), {}
+            self._timer = timer
 
     def _set_timer(self, seconds: float, kind: str) -> None:
         self._deadline = self.env.reactor.seconds() + seconds

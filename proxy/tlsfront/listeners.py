@@ -200,17 +200,21 @@ class PortProtocol(Protocol):
             proto.dataReceived(data)
 
     def _hand_over_tls(self, buf: bytes, result) -> None:
-        self._cancel()
         self._watcher = None
         listener = self.listener
         index = self._vhost.index
         transport = self.transport
         if listener.tls_on_socket and type(transport) is tcp.Server:
-            app = listener.frontend_factories[index].buildProtocol(transport.getPeer())
+            # The handshake deadline's DelayedCall goes over to the frontend with the connection.
+            timer, self._timer = self._timer, None
+            listener.env.active.discard(self)
+            app = listener.frontend_factories[index].buildProtocol(None)
             app.hello = result.hello  # sniff.ClientHello or None (FrontendProtocol.handshakeCompleted)
             app.local_addr = self._local
+            app.adopt_timer(timer)
             tlsio.start(transport, app, SSL.Connection(listener.contexts[index], None), buf)
             return
+        self._cancel()
         factory = listener.tls_factories[index]
         proto = factory.buildProtocol(transport.getPeer())
         app = getattr(proto, "wrappedProtocol", None)

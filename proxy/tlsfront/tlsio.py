@@ -269,6 +269,9 @@ class TLSServer(tcp.Server):
         tcp.Server.connectionLost(self, reason)
 
 
+_MEM_DATA = _ffi.new("char **")  # BIO_get_mem_data's out-pointer, ignored (one per process)
+
+
 def _unread_input(conn: SSL.Connection) -> int:
     """Bytes written to the memory BIO that OpenSSL has not read (BIO_get_mem_data)."""
-    return _lib.BIO_get_mem_data(conn._into_ssl, _ffi.new("char **"))
+    return _lib.BIO_get_mem_data(conn._into_ssl, _MEM_DATA)
