@@ -358,3 +358,74 @@ def test_unread_input_counts_what_openssl_has_not_read(server_files):
     assert tlsio._unread_input(conn) == 0
     conn.bio_write(b"\x16\x03\x01\x00\x05hello")
     assert tlsio._unread_input(conn) == 10
+
+
+def test_big_writes_go_out_whole_and_in_order_then_close_notify(pair, server_files):
+    """Writes of more than one record are encrypted into a memory BIO and sent at once; with
+    a socket buffer too small for them, the encrypted tail waits and goes first: a small
+    write after it and the close_notify come after it on the wire."""
+    ours, peer, addr = pair
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    transport, reactor, client, app = connect(pair, server_files)
+    handshake(transport, client, app, b"")
+    big = bytes(range(256)) * 2048  # 512 KiB: more than one call's BIG_WRITE_LIMIT
+    transport.write(big)
+    transport.write(b"small after big")
+    shutdown.close(transport, shutdown.STANDARD)
+    got, close_notify, why, tail_waited = b"", False, None, False
+    for _ in range(2000):
+        if transport in reactor.writers:
+            why = transport.doWrite()
+            tail_waited = tail_waited or bool(transport._tls_raw_out)
+            if why is not None:
+                transport.connectionLost(__import__("twisted.python.failure").python.failure.Failure(why))
+                break
+        client.pull(timeout=0.01)
+        plain, close_notify = client.read_plain()
+        got += plain
+    for _ in range(200):  # the kernel still holds the end (a 4 KiB window drains slowly)
+        client.pull(timeout=0.05)
+        plain, close_notify = client.read_plain()
+        got += plain
+        if client.fin:
+            break
+    assert tail_waited, "the kernel took every big write at once: the test proves nothing"
+    assert got == big + b"small after big"
+    assert close_notify and isinstance(why, error.ConnectionDone)
+
+
+def test_a_big_write_is_encrypted_once_and_sent_with_few_sends(pair, server_files):
+    transport, reactor, client, app = connect(pair, server_files)
+    handshake(transport, client, app, b"")
+    sends = []
+    real_send = transport.socket.send
+
+    class Counting:
+        def __init__(self, sock):
+            self._sock = sock
+
+        def send(self, data):
+            sends.append(len(data))
+            return real_send(data)
+
+        def __getattr__(self, name):
+            return getattr(self._sock, name)
+
+    transport.socket = Counting(transport.socket)
+    assert transport.writeSomeData(b"x" * 200_000) == 200_000
+    assert len(sends) == 1 and sends[0] > 200_000  # 13 records, one send()
+    got = b""
+    for _ in range(50):
+        client.pull(timeout=0.05)
+        got += client.read_plain()[0]
+        if len(got) >= 200_000:
+            break
+    assert got == b"x" * 200_000
+    assert transport.getHandle().get_protocol_version_name() == "TLSv1.3"  # still on the socket
+    client.tls.write(b"after")
+    client.push()
+    for _ in range(20):
+        transport.doRead()
+        if app.data:
+            break
+    assert app.data == b"after"
