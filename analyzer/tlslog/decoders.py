@@ -30,6 +30,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+import stringzilla
+
 from .classify import CONT, EVENT, HEAD, LATE_CAUSES, MERGES, Group, Joiner, Record, merges
 from .reasons import REASON_TABLE, classify_openssl, unpack
 from .timeparse import Clock
@@ -597,6 +599,10 @@ _AP_LINE_STARTS = re.compile(rb"\n(?:(?=\[|AH\d{5}: )|(?=([\s\S]))|\Z)")  # capt
 def _apache_lines(block: bytes, start: int, end: int) -> tuple[int, int]:
     """(lines, understood lines) of ``block[start:end]``, which ends with a newline: exactly
     ``(block.count(b"\n", start, end), _count_apache_understood(...))``."""
+    view = stringzilla.Str(block)  # no copy; SIMD counts at memory speed (re and bytes.count: a byte at a time)
+    n = view.count("\n", start, end)
+    if block[start] == 91 and view.count("\n[", start, end) == n - 1:  # every line starts with "[": the usual block
+        return n, n
     starts = _AP_LINE_STARTS.findall(block, start, end)
     n = len(starts)
     bad = n - starts.count(b"")
