@@ -286,6 +286,24 @@ class TLSServer(tcp.Server):
         self._tls_shutdown_flags |= flags
         self.loseConnection()
 
+    def loseConnection(self) -> None:
+        """FileDescriptor.loseConnection, with a short cut: when nothing waits to be written,
+        close_notify goes out at once and the connection ends on the next loop turn, as
+        abortConnection does (one epoll_ctl instead of an EPOLLOUT round trip: three)."""
+        if (self._tls_done and self.connected and not self.disconnecting and self.producer is None
+                and not self._tls_raw_out and not self._tempDataLen and self.offset == len(self.dataBuffer)):
+            self.disconnecting = 1
+            self.stopReading()
+            result = self._postLoseConnection()
+            if result is not None:
+                self.reactor.callLater(0, self._lost_now, result)
+            return  # accurate mode: _postLoseConnection went back to reading
+        tcp.Server.loseConnection(self)
+
+    def _lost_now(self, reason) -> None:
+        if not self.disconnected:
+            self.connectionLost(Failure(reason))
+
     def _postLoseConnection(self):
         """Everything queued is out: send close_notify as shutdown.py's flags say."""
         tls = self._tls

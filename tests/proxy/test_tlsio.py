@@ -18,7 +18,8 @@ import pytest
 from OpenSSL import SSL
 from twisted.internet import error, tcp
 from twisted.internet.protocol import Protocol
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 
 from tlsfront import certgen, shutdown, tlserrors, tlsio
 
@@ -37,6 +38,7 @@ class App(Protocol):
 
     def connectionLost(self, reason=None) -> None:
         self.lost = reason
+        self.transport._test_lost_reason = reason.value if reason is not None else None
 
 
 class _Port:
@@ -149,8 +151,8 @@ def pair():
         pass
 
 
-def make_server(ours, addr, app) -> tuple[tcp.Server, MemoryReactor]:
-    reactor = MemoryReactor()
+def make_server(ours, addr, app) -> tuple[tcp.Server, MemoryReactorClock]:
+    reactor = MemoryReactorClock()
     transport = tcp.Server(ours, Protocol(), addr, _Port(), 1, reactor)
     return transport, reactor
 
@@ -180,15 +182,19 @@ def connect(pair, server_files, leaf="leaf", **client_args):
 
 
 def run_close(transport, reactor) -> object:
-    """What the reactor does after loseConnection: doWrite until it returns a reason."""
+    """What the reactor does after loseConnection: doWrite until it returns a reason, or the
+    connectionLost that TLSServer.loseConnection scheduled for the next turn. Returns the
+    reason (None: still open)."""
     for _ in range(20):
+        if transport.disconnected:
+            return transport._test_lost_reason
+        reactor.advance(0)
         if transport not in reactor.writers:
-            return None
+            continue
         why = transport.doWrite()
         if why is not None:
-            transport.connectionLost(__import__("twisted.python.failure").python.failure.Failure(why))
-            return why
-    raise AssertionError("doWrite never finished")
+            transport.connectionLost(Failure(why))
+    return None if not transport.disconnected else transport._test_lost_reason
 
 
 def test_handshake_data_both_ways_and_standard_close(pair, server_files):
@@ -305,8 +311,7 @@ def test_handshake_failure_sends_the_alert_and_names_the_reason(pair, server_fil
     transport, reactor, client, app = connect(pair, server_files, maximum_version=ssl.TLSVersion.TLSv1_2,
                                               ciphers="ECDHE+AES128+SHA")
     why = run_close(transport, reactor)
-    assert isinstance(why, error.ConnectionDone)
-    assert app.lost.check(SSL.Error)
+    assert isinstance(why, SSL.Error)  # what the protocol sees, not the TCP close under it
     assert tlserrors.classify(app.lost).reason == "no_shared_cipher"
     client.pull()
     with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE|handshake failure"):
@@ -378,8 +383,12 @@ def test_big_writes_go_out_whole_and_in_order_then_close_notify(pair, server_fil
             why = transport.doWrite()
             tail_waited = tail_waited or bool(transport._tls_raw_out)
             if why is not None:
-                transport.connectionLost(__import__("twisted.python.failure").python.failure.Failure(why))
+                transport.connectionLost(Failure(why))
                 break
+        reactor.advance(0)
+        if transport.disconnected:
+            why = transport._test_lost_reason
+            break
         client.pull(timeout=0.01)
         plain, close_notify = client.read_plain()
         got += plain
@@ -429,3 +438,19 @@ def test_a_big_write_is_encrypted_once_and_sent_with_few_sends(pair, server_file
         if app.data:
             break
     assert app.data == b"after"
+
+
+def test_close_with_nothing_queued_sends_close_notify_at_once(pair, server_files):
+    transport, reactor, client, app = connect(pair, server_files)
+    handshake(transport, client, app, b"")
+    transport.write(b"done")  # not queued: in the tests nothing sends it before doWrite...
+    assert transport.doWrite() is None  # ...so send it, as the loop would
+    shutdown.close(transport, shutdown.STANDARD)
+    assert transport not in reactor.writers and transport not in reactor.readers  # no EPOLLOUT turn
+    client.pull()
+    assert client.read_plain() == (b"done", True)  # close_notify is already out
+    assert app.lost is None  # the connection ends on the next loop turn, as abortConnection's does
+    reactor.advance(0)
+    assert app.lost.check(error.ConnectionDone)
+    client.pull()
+    assert client.fin
