@@ -302,7 +302,7 @@ class _Download:
 
 @implementer(IHandshakeListener)
 class FrontendProtocol(Protocol):
-    """One client connection (plain or inside TLSMemoryBIOProtocol)."""
+    """One client connection: plain, or TLS (tlsio.TLSServer, or TLSMemoryBIOProtocol with TLSFRONT_TLS_IO=memory)."""
 
     def __init__(self, env: Env, resolve, tls: bool) -> None:
         self.env = env
@@ -868,7 +868,7 @@ class FrontendProtocol(Protocol):
         out = self._out
         if out is not None:
             self._out = None
-            self.transport.writeSequence(out)  # TLSMemoryBIOProtocol: one record
+            self.transport.writeSequence(out)  # one TLS record (both TLS layers join the pieces)
 
     def backend_end(self) -> None:
         if self._out_chunked:

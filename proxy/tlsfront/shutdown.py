@@ -9,9 +9,12 @@ shutdown flags before SSL_shutdown():
 | unclean    | ssl-unclean-shutdown    | SENT_SHUTDOWN | RECEIVED     | no close_notify, FIN at once        |
 | accurate   | ssl-accurate-shutdown   | none                         | close_notify sent, peer's awaited   |
 
-Twisted's `TLSMemoryBIOProtocol.loseConnection()` alone is the accurate mode
-and waits for the peer without a deadline, so `close()` returns the time
-after which the caller must `abortConnection()` (see frontend).
+On tlsio.TLSServer (the default TLS layer) `close()` hands the flags to
+`close_tls()`, which applies them once the queued plaintext is encrypted (SSL_write
+refuses data after SENT_SHUTDOWN). On Twisted's TLSMemoryBIOProtocol
+(TLSFRONT_TLS_IO=memory) the flags are set at once, after flushing its small-write
+buffer. Either way the accurate mode waits for the peer without a deadline of
+its own: the frontend aborts the connection after ACCURATE_SHUTDOWN_WAIT_SECONDS.
 """
 
 from __future__ import annotations
