@@ -50,6 +50,11 @@ class Ctx:
     #: caches of the hot path: "Fri Nov 27 10:50:52 2026" -> epoch; library-error text -> (category, strong)
     seconds: dict = field(default_factory=dict)
     reasons: dict = field(default_factory=dict)
+    #: the Apache 2.4 block fast path (tlslog.apache_units): key -> the group open for it, not yet a Group; and
+    #: (ID, message, errno, errno text, reasons) -> UnitInfo
+    pending: dict = field(default_factory=dict)
+    units: dict = field(default_factory=dict)
+    merged: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class Format:
     #: ``bytes.count`` and ``understood``; None: those two
     count_lines: Callable[[bytes, int, int], tuple[int, int]] | None = None
     description: str = ""
+    #: (ctx, joiner, file index) -> None, called at the end of every ``process_chunks``: a ``scan_block`` that keeps
+    #: state of its own between blocks (Apache 2.4's pending groups) hands it to the joiner there
+    flush: Callable[[Ctx, Joiner, int], None] | None = None
 
 
 def _count_regex(pattern: re.Pattern[bytes]) -> Callable[[bytes, int, int, int], int]:
@@ -614,9 +622,21 @@ _AP_DETECT = re.compile(
 _AP_HAS_IDS = re.compile(rb"(?:\] |: )AH\d{5}: ")
 _TLSF_DETECT = re.compile(rb"\] TLSF\d{4}: |\] (?:\[client [^\]\n]*\] )?TLSF\d{4}: ")
 
+def _scan_units(*args) -> None:
+    from .apache_units import scan_units  # imported here: apache_units imports this module
+
+    scan_units(*args)
+
+
+def _flush_units(ctx: Ctx, joiner: Joiner, src: int) -> None:
+    from .apache_units import flush
+
+    flush(ctx, joiner, src)
+
+
 APACHE_ERROR = Format(
     "apache_error", "apache", _AP_DETECT, (_AP_CANDIDATES,), decode_apache,
-    _count_apache_understood, scan_block=scan_apache24, count_lines=_apache_lines,
+    _count_apache_understood, scan_block=_scan_units, count_lines=_apache_lines, flush=_flush_units,
     description="Apache httpd 2.4 error_log (AHnnnnn message IDs; any ErrorLogFormat keeping [time] first)",
 )
 APACHE22_ERROR = Format(

@@ -18,7 +18,9 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Callable, Hashable, Iterable, Iterator
 
 from . import decoders
@@ -80,6 +82,40 @@ def _emitter(store: Store, files: dict[int, tuple[FileStats, str]]) -> Callable[
             examples[category] = ((src, first.pos), first.line[:2000])
         stats.events += 1
 
+    def emit_units(units: list, src: int) -> None:
+        """Many closed groups at once (tlslog.apache_units): ``(UnitInfo, time, pos, line)`` each, in any order;
+        the same additions as ``emit`` for each, with the per-category work done once per category."""
+        stats, source = files[src]
+        stats.events += len(units)
+        by_info = Counter(map(itemgetter(0), units))
+        for info, n in by_info.items():
+            events[(info.label, source, info.vlabel)] += n
+        by_cat: dict[str, list] = {}
+        for info in by_info:
+            by_cat.setdefault(info.label, [])
+        if len(by_cat) == 1:
+            by_cat[next(iter(by_cat))] = units
+        else:
+            for u in units:
+                by_cat[u[0].label].append(u)
+        for category, us in by_cat.items():
+            ts = list(map(itemgetter(1), us))
+            if None in ts:
+                ts = [t for t in ts if t is not None]
+            if ts:
+                lo, hi = min(ts), max(ts)
+                f = firsts.get(category)
+                if f is None or lo < f:
+                    firsts[category] = lo
+                f = lasts.get(category)
+                if f is None or hi > f:
+                    lasts[category] = hi
+            u = min(us, key=itemgetter(2))
+            ex = examples.get(category)
+            if ex is None or (src, u[2]) < ex[0]:
+                examples[category] = ((src, u[2]), u[3][:2000])
+
+    emit.units = emit_units  # type: ignore[attr-defined]
     return emit
 
 
@@ -188,6 +224,11 @@ def process_chunks(
                 emit(Group.start(rec))
             else:
                 joiner.feed(rec)
+    if fmt is not None and fmt.flush is not None:
+        try:
+            fmt.flush(ctx, joiner, index)
+        except Exception as exc:  # a bug in a format's own loop: said once, as above
+            failed(exc, base)
     if reader.long_lines:
         lines += reader.long_lines
         warn(f"{reader.long_lines} line(s) longer than {reader.max_line} bytes skipped (first at byte "
