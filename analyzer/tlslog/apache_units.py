@@ -291,7 +291,9 @@ def scan_units(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: int
                 if first.last is None and merges(first.head(key, pend[1], 0, b"", src), info.head(key, t, 0, b"", src)):
                     both = mcache.get((first, info))
                     if both is None:
-                        both = mcache[(first, info)] = _merged(first, info)
+                        both = _merged(first, info)
+                        if len(mcache) < _CACHE_MAX:
+                            mcache[(first, info)] = both
                     pending[key] = (both, pend[1], pend[2], pend[3], t, base + s, block[s:e])
                     continue
                 _exact_region(block, s, last_end, base, ctx, src, joiner, failed)  # makes pending[key] real first

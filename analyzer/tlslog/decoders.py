@@ -13,8 +13,10 @@ Speed contract (STYLE.md §5): a :class:`Format` gives
 * ``block_stats(block, ctx)``: per-block counters for access-style logs (status classes, protocols, ciphers), again
   one regex over the block.
 * ``scan_block`` (optional): the candidate loop of one block written for one format, when the generic loop's
-  per-line costs matter (Apache 2.4: :func:`scan_apache24`); it must give exactly what the generic loop gives
-  (tests/analyzer/test_fastpath.py checks it on generated lines).
+  per-line costs matter (Apache 2.4: :func:`tlslog.apache_units.scan_units`, a failed connection's lines as one
+  regex match); it must give exactly what the generic loop gives (tests/analyzer/test_fastpath.py and test_units.py
+  check it on generated lines). :func:`scan_apache24`, the line-by-line loop it replaced, stays as a second
+  reference in those tests.
 
 Formats (``--input-format`` names): ``apache_error`` (Apache httpd 2.0/2.2/2.4 error_log, with or without tid and
 client field), ``tlsfront_error`` (the same grammar with ``TLSF####`` message IDs, see docs/logs.md), ``nginx_error``,

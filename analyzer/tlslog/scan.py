@@ -10,7 +10,8 @@ cluster (issue 9) and be merged in input order to the same answer. Within a unit
    only those are decoded in Python;
 4. records go to the :class:`~tlslog.classify.Joiner` (or straight to the store when one line is one event).
 
-A format may replace steps 3-4 by its own loop (``Format.scan_block``: Apache 2.4's hot path), with the same result.
+A format may replace steps 3-4 by its own loop (``Format.scan_block``: Apache 2.4's hot path, tlslog.apache_units),
+with the same result; state it keeps between blocks is handed to the joiner at the end (``Format.flush``).
 """
 
 from __future__ import annotations
