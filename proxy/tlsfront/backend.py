@@ -117,6 +117,7 @@ class BackendConnection(Protocol):
         sink.backend_flush()
 
     def connectionLost(self, reason: Failure = _neterror.ConnectionDone()) -> None:
+        tcpio.untune(self.transport)  # tune()'s reference cycle (tcpio.untune)
         self.lost = True
         self.reusable = False
         if self.idle_call is not None and self.idle_call.active():

@@ -47,6 +47,8 @@ from OpenSSL._util import lib as _lib
 from twisted.internet import main, tcp
 from twisted.python.failure import Failure
 
+from . import tcpio
+
 FIRST_FLIGHT_READ = 16384  # bio_read size: one call for any ordinary first flight
 # A write of more than one TLS record's plaintext is encrypted into a memory BIO and sent with
 # one send(): on the socket BIO, SSL_write (partial-write mode) writes one 16 KiB record per
@@ -332,6 +334,7 @@ class TLSServer(tcp.Server):
         if self._tls_failure is not None and not reason.check(SSL.Error):
             reason = Failure(self._tls_failure)
         tcp.Server.connectionLost(self, reason)
+        tcpio.untune(self)  # no reference cycle left: the SSL object goes with the last reference
 
 
 _MEM_DATA = _ffi.new("char **")  # BIO_get_mem_data's out-pointer, ignored (one per process)
