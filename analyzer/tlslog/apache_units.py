@@ -198,6 +198,18 @@ def _exact_region(block: bytes, a: int, b: int, base: int, ctx: Ctx, src: int, j
         joiner.feed(rec)
 
 
+def _feed_unit(joiner: Joiner, m: re.Match, key: bytes, info: UnitInfo, t: float | None, block: bytes, s: int,
+               e: int, base: int, src: int) -> None:
+    """A unit's lines as the records decode_apache makes of them (the head, then a continuation per library-error
+    line), fed to the joiner: for a key's block prefix and for heads that may merge (classify.step decides)."""
+    feed = joiner.feed
+    feed(info.head(key, t, base + s, block[s:e], src))
+    for i, (cat, strong) in enumerate(info.conts):
+        cs, ce = e + 1, m.end(4 + 2 * i)
+        feed(Record(CONT, cat, strong, key, None, None, base + cs, block[cs:ce], "cont", "", src))
+        e = ce
+
+
 def _emit_units(joiner: Joiner, units: list, src: int) -> None:
     """Closed units -> events: the emitter's bulk form when it has one (the scan's), else one Group each."""
     many = getattr(joiner.emit, "units", None)
@@ -274,13 +286,13 @@ def scan_units(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: int
         pend = pending.get(key)
         if pend is None:
             ks = keys.get(key)
-            if ks is None or not ks.resolved:  # a key's first heads in this range (its block prefix): exact path
-                _exact_region(block, s, last_end, base, ctx, src, joiner, failed)
+            if ks is None or not ks.resolved:  # a key's first heads in this range (its block prefix): the joiner
+                _feed_unit(joiner, m, key, info, t, block, s, e, base, src)
                 continue
             g = ks.open
             if g is not None:
                 if g.last_head.kind in info.after:  # may merge (MERGES): classify.step decides
-                    _exact_region(block, s, last_end, base, ctx, src, joiner, failed)
+                    _feed_unit(joiner, m, key, info, t, block, s, e, base, src)
                     continue
                 if g.first.kind != "late" or g.strong in LATE_CAUSES:  # Group.counts
                     emit(g)
@@ -296,7 +308,8 @@ def scan_units(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: int
                             mcache[(first, info)] = both
                     pending[key] = (both, pend[1], pend[2], pend[3], t, base + s, block[s:e])
                     continue
-                _exact_region(block, s, last_end, base, ctx, src, joiner, failed)  # makes pending[key] real first
+                _materialize(keys, key, pending.pop(key), src)  # classify.step decides
+                _feed_unit(joiner, m, key, info, t, block, s, e, base, src)
                 continue
             if first.counts:
                 close(pend)
