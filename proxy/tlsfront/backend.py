@@ -118,6 +118,7 @@ class BackendConnection(Protocol):
 
     def connectionLost(self, reason: Failure = _neterror.ConnectionDone()) -> None:
         tcpio.untune(self.transport)  # tune()'s reference cycle (tcpio.untune)
+        self.reader.close()  # and the parser's (ResponseReader.close)
         self.lost = True
         self.reusable = False
         if self.idle_call is not None and self.idle_call.active():

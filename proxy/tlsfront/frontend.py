@@ -414,6 +414,7 @@ class FrontendProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:
         tcpio.untune(self.transport)  # tune()'s reference cycle (tcpio.untune), on plain connections too
+        self.reader.close()  # and the parser's (RequestReader.close)
         self._closing = True
         self._cancel_timer()
         env = self.env

@@ -112,7 +112,9 @@ class TLSServer(tcp.Server):
         except SSL.WantReadError:
             pass
         except SSL.Error as e:
-            failure = e
+            # Exceptions kept, or returned as a disconnect reason, lose their traceback here and
+            # below: its frames hold the connection, a cycle for the garbage collector.
+            failure = e.with_traceback(None)
         out = []
         while True:
             try:
@@ -170,7 +172,7 @@ class TLSServer(tcp.Server):
         except SSL.Error as e:  # SysCallError (EOF, reset) included
             if self._tls_closing:
                 return main.CONNECTION_DONE
-            return e
+            return e.with_traceback(None)
         if self._tls_closing:
             return None  # data after our close_notify: discarded, as SSL_shutdown would
         return self._dataReceived(data)
@@ -186,7 +188,7 @@ class TLSServer(tcp.Server):
             self.startWriting()
             return None
         except SSL.Error as e:
-            self._tls_failure = e
+            self._tls_failure = e = e.with_traceback(None)
             return e
         self._tls_done = True
         if self._tempDataLen or self.offset != len(self.dataBuffer):
@@ -218,7 +220,7 @@ class TLSServer(tcp.Server):
         except SSL.SysCallError:
             return main.CONNECTION_LOST
         except SSL.Error as e:
-            return e
+            return e.with_traceback(None)
 
     def _write_big(self, data) -> int | BaseException:
         """Encrypt up to BIG_WRITE_LIMIT bytes of `data` into a memory BIO, send the records
@@ -240,7 +242,7 @@ class TLSServer(tcp.Server):
                 except SSL.WantReadError:
                     break
         except SSL.Error as e:
-            return e
+            return e.with_traceback(None)
         finally:
             conn._from_ssl = None
             _lib.SSL_set_fd(conn._ssl, self.socket.fileno())  # frees `mem`: back on the socket

@@ -329,3 +329,32 @@ def test_response_trailers_are_dropped_not_checked_as_headers():
     ev = r.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n"
                 b"X-Checksum: abc\r\nTransfer-Encoding: gzip\r\n\r\n")
     assert ev[0].headers == [(b"Transfer-Encoding", b"chunked")] and ev[1:] == [b"hi", END]
+
+
+@pytest.mark.parametrize("make, data", [
+    (lambda: http1.RequestReader(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+    (lambda: http1.ResponseReader(), b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+])
+def test_close_breaks_the_parser_cycle(make, data):
+    """llhttp's parser holds the reader's bound callbacks: without close() a reader (and the
+    messages it holds) is freed only by the cyclic collector (7% of a worker's CPU under full
+    handshakes, docs/benchmarks.md)."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        kept = make()
+        kept.feed(data)
+        kept_ref = weakref.ref(kept)
+        del kept
+        assert kept_ref() is not None  # the cycle this guards against (the test can fail)
+        closed = make()
+        closed.feed(data)
+        closed.close()
+        closed_ref = weakref.ref(closed)
+        del closed
+        assert closed_ref() is None
+    finally:
+        gc.enable()
+        gc.collect()
