@@ -63,10 +63,12 @@ ODD = ("[Fri Nov 27 10:50:52 2026] [core:info] [pid 1:tid 2] AH00128: File does 
        "[Fri Nov 27 10:50:52.1 2026] [ssl:info] [pid 1:tid 2] [client 1.2.3.4:5] AH02008: x ] SSL Library Error: y",
        "[Xyz Nov 99 10:50:52.1 2026] [ssl:info] [pid 1:tid 2] [client 1.2.3.4:5] AH02008: bad stamp",
        "[Fri Nov 27 10:50:52.123456 2026] [ssl:info] [pid 1:tid 2] SSL Library Error without its colon",
-       "[Fri Nov 27 10:50:52.123456 2026] [ssl:info] [pid ] SSL Library Error: error:0A0000C1:SSL routines::no shared cipher",
+       "[Fri Nov 27 10:50:52.123456 2026] [ssl:info] [pid ] SSL Library Error: error:0A0000C1:SSL routines::no "
+       "shared cipher",
        "[Fri Nov 27 10:50:52.123456 2026] [ssl:info] [pid 1:tid 2] [x] SSL Library Error: no shared cipher",
        "AH00016: Configuration Failed", "junk", "")
-NORMAL = "[Fri Nov 27 10:50:{s:02d}.{us:06d} 2026] [ssl:info] [pid {k}] [client 1.2.3.4:5] AH01964: Connection to child 1 established"
+NORMAL = ("[Fri Nov 27 10:50:{s:02d}.{us:06d} 2026] [ssl:info] [pid {k}] [client 1.2.3.4:5] AH01964: Connection to "
+          "child 1 established")
 
 
 def _stamp(sec: int, us: int | None) -> str:
@@ -191,7 +193,8 @@ PRE = ("[Fri Nov 27 10:50:50.000001 2026] [ssl:info] [pid 9:tid 9] [client 1.2.3
 WEAK = ("[Fri Nov 27 10:50:54.000001 2026] [ssl:info] [pid 9:tid 9] [client 1.2.3.4:5] AH02008: SSL library error 1 "
         "in handshake (server w:443)\n"
         "[Fri Nov 27 10:50:54.000002 2026] [ssl:info] [pid 9:tid 9] SSL Library Error: something new\n")
-TAIL = "[Fri Nov 27 10:50:56.000001 2026] [ssl:info] [pid 9:tid 9] SSL Library Error: error:0A0000C1:SSL routines::no shared cipher\n"
+TAIL = ("[Fri Nov 27 10:50:56.000001 2026] [ssl:info] [pid 9:tid 9] SSL Library Error: error:0A0000C1:SSL routines::"
+        "no shared cipher\n")
 POST = ("[Fri Nov 27 10:50:59.000001 2026] [ssl:info] [pid 9:tid 9] [client 1.2.3.4:5] AH01996: SSL handshake failed: "
         "HTTP spoken on HTTPS port; trying to send HTML error page\n"
         "[Fri Nov 27 10:50:59.000002 2026] [ssl:info] [pid 9:tid 9] SSL Library Error: error:0A00009C:SSL routines::"
@@ -222,7 +225,8 @@ KINDS = {
         ("02202", "Init: Pass phrase incorrect"), ("02579", "Init: Private key not found"),
         ("02203", "Init: Private key not found"), ("02561", "Failed to configure certificate a:443:0"),
         ("02562", "Failed to configure certificate a:443:0"), ("02572", "Failed to configure at least one certificate"),
-        ("02564", "Failed to configure encrypted (?) private key a:443:0"), ("02312", "Fatal error initialising mod_ssl"),
+        ("02564", "Failed to configure encrypted (?) private key a:443:0"),
+        ("02312", "Fatal error initialising mod_ssl"),
         ("00023", "Couldn't create the ssl-cache mutex"), ("00024", "Couldn't set permissions on the ssl-cache mutex"),
         ("01874", "Cannot allocate socache shmcb"), ("00804", "Failed to create SSLSessionCache"),
         ("02026", "Failed to acquire SSL session cache lock"),
