@@ -118,6 +118,19 @@ def start_proxy(log_dir: Path, config_path: Path, wait_for: list[tuple[str, int]
     return proc
 
 
+def tcp_pair() -> tuple[socket.socket, socket.socket, tuple[str, int]]:
+    """A connected 127.0.0.1 TCP pair: (server side, non-blocking; client side; the client's
+    address as the server sees it), for tests that drive a Twisted transport by hand."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    client = socket.create_connection(lsock.getsockname())
+    server, addr = lsock.accept()
+    lsock.close()
+    server.setblocking(False)
+    return server, client, addr
+
+
 def client_context(cafile: Path | None = None, verify: bool = True) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
     if not verify:

@@ -15,18 +15,13 @@ from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 
+from helpers import tcp_pair
 from tlsfront import tcpio
 
 
 @pytest.fixture
 def pair():
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    ours = socket.create_connection(lsock.getsockname())
-    peer, _ = lsock.accept()
-    lsock.close()
-    ours.setblocking(False)
+    ours, peer, _ = tcp_pair()  # ours: the accepted side here (the test only needs a connected pair)
     reactor = MemoryReactor()
     conn = tcp.Connection(ours, Protocol(), reactor)
     conn.connected = 1

@@ -21,6 +21,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
+from helpers import tcp_pair
 from tlsfront import certgen, shutdown, tlserrors, tlsio
 
 
@@ -136,13 +137,7 @@ class Client:
 
 @pytest.fixture
 def pair():
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    peer = socket.create_connection(lsock.getsockname())
-    ours, addr = lsock.accept()
-    lsock.close()
-    ours.setblocking(False)
+    ours, peer, addr = tcp_pair()
     yield ours, peer, addr
     peer.close()
     try:
@@ -157,18 +152,33 @@ def make_server(ours, addr, app) -> tuple[tcp.Server, MemoryReactorClock]:
     return transport, reactor
 
 
-def handshake(transport, client: Client, app: App, first: bytes) -> None:
+def handshake(transport, client: Client, app: App) -> None:
     for _ in range(20):
         client.pull()
         if client.step_handshake():
             break
     else:
         raise AssertionError("client handshake did not finish")
+    server_finishes_handshake(transport, app)
+
+
+def server_finishes_handshake(transport, app: App) -> None:
+    """doRead (as the loop would) until the server side has read the client's last flight."""
     for _ in range(20):
         if app.handshakes:
             break
         transport.doRead()
     assert app.handshakes == 1
+
+
+def send_to_server(transport, client: Client, app: App, data: bytes) -> None:
+    """The client writes `data`; the server reads (doRead, as the loop would) until it arrives."""
+    client.tls.write(data)
+    client.push()
+    for _ in range(20):
+        transport.doRead()
+        if app.data:
+            break
 
 
 def connect(pair, server_files, leaf="leaf", **client_args):
@@ -200,15 +210,10 @@ def run_close(transport, reactor) -> object:
 def test_handshake_data_both_ways_and_standard_close(pair, server_files):
     transport, reactor, client, app = connect(pair, server_files)
     assert transport._tls_on_socket  # the switch to the socket happened after the first flight
-    handshake(transport, client, app, b"")
+    handshake(transport, client, app)
     assert isinstance(transport.getHandle(), SSL.Connection)
     assert transport.getHandle().get_protocol_version_name() == "TLSv1.3"
-    client.tls.write(b"GET / HTTP/1.1\r\n\r\n")
-    client.push()
-    for _ in range(20):
-        transport.doRead()
-        if app.data:
-            break
+    send_to_server(transport, client, app, b"GET / HTTP/1.1\r\n\r\n")
     assert app.data == b"GET / HTTP/1.1\r\n\r\n"
     transport.write(b"HTTP/1.1 200 OK\r\n\r\nhi")  # write-through is tcpio's; here it queues
     transport.writeSequence([b" and", b" more"])
@@ -224,7 +229,7 @@ def test_handshake_data_both_ways_and_standard_close(pair, server_files):
 
 def test_unclean_shutdown_sends_no_close_notify(pair, server_files):
     transport, reactor, client, app = connect(pair, server_files)
-    handshake(transport, client, app, b"")
+    handshake(transport, client, app)
     transport.write(b"bye")
     shutdown.close(transport, shutdown.UNCLEAN)
     run_close(transport, reactor)
@@ -235,7 +240,7 @@ def test_unclean_shutdown_sends_no_close_notify(pair, server_files):
 
 def test_accurate_shutdown_waits_for_the_clients_close_notify(pair, server_files):
     transport, reactor, client, app = connect(pair, server_files)
-    handshake(transport, client, app, b"")
+    handshake(transport, client, app)
     shutdown.close(transport, shutdown.ACCURATE)
     assert run_close(transport, reactor) is None  # close_notify sent; still open
     assert transport in reactor.readers and app.lost is None
@@ -257,7 +262,7 @@ def test_accurate_shutdown_waits_for_the_clients_close_notify(pair, server_files
 
 def test_clients_close_notify_is_answered(pair, server_files):
     transport, reactor, client, app = connect(pair, server_files)
-    handshake(transport, client, app, b"")
+    handshake(transport, client, app)
     try:
         client.tls.unwrap()
     except ssl.SSLWantReadError:
@@ -277,7 +282,7 @@ def test_data_written_before_the_handshake_waits_for_it(pair, server_files):
     transport, reactor, client, app = connect(pair, server_files)
     transport.write(b"early")
     assert transport.doWrite() is None and transport not in reactor.writers  # not spinning on EPOLLOUT
-    handshake(transport, client, app, b"")
+    handshake(transport, client, app)
     assert transport in reactor.writers  # restarted by the handshake
     assert transport.doWrite() is None
     client.pull()
@@ -299,11 +304,7 @@ def test_first_flight_larger_than_the_socket_buffer(pair, server_files):
             break
     else:
         raise AssertionError("handshake did not finish")
-    for _ in range(20):
-        if app.handshakes:
-            break
-        transport.doRead()
-    assert app.handshakes == 1
+    server_finishes_handshake(transport, app)
 
 
 def test_handshake_failure_sends_the_alert_and_names_the_reason(pair, server_files):
@@ -332,7 +333,7 @@ def test_a_record_begun_with_the_hello_is_finished_from_the_socket(pair, server_
     assert transport._tls_on_socket
     peer.sendall(ccs[2:])
     assert transport.doRead() is None and app.lost is None
-    handshake(transport, client, app, b"")
+    handshake(transport, client, app)
 
 
 def test_bytes_after_the_client_hello_are_a_handshake_failure(pair, server_files):
@@ -372,7 +373,7 @@ def test_big_writes_go_out_whole_and_in_order_then_close_notify(pair, server_fil
     ours, peer, addr = pair
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     transport, reactor, client, app = connect(pair, server_files)
-    handshake(transport, client, app, b"")
+    handshake(transport, client, app)
     big = bytes(range(256)) * 2048  # 512 KiB: more than one call's BIG_WRITE_LIMIT
     transport.write(big)
     transport.write(b"small after big")
@@ -405,7 +406,7 @@ def test_big_writes_go_out_whole_and_in_order_then_close_notify(pair, server_fil
 
 def test_a_big_write_is_encrypted_once_and_sent_with_few_sends(pair, server_files):
     transport, reactor, client, app = connect(pair, server_files)
-    handshake(transport, client, app, b"")
+    handshake(transport, client, app)
     sends = []
     real_send = transport.socket.send
 
@@ -431,18 +432,13 @@ def test_a_big_write_is_encrypted_once_and_sent_with_few_sends(pair, server_file
             break
     assert got == b"x" * 200_000
     assert transport.getHandle().get_protocol_version_name() == "TLSv1.3"  # still on the socket
-    client.tls.write(b"after")
-    client.push()
-    for _ in range(20):
-        transport.doRead()
-        if app.data:
-            break
+    send_to_server(transport, client, app, b"after")
     assert app.data == b"after"
 
 
 def test_close_with_nothing_queued_sends_close_notify_at_once(pair, server_files):
     transport, reactor, client, app = connect(pair, server_files)
-    handshake(transport, client, app, b"")
+    handshake(transport, client, app)
     transport.write(b"done")  # not queued: in the tests nothing sends it before doWrite...
     assert transport.doWrite() is None  # ...so send it, as the loop would
     shutdown.close(transport, shutdown.STANDARD)
@@ -467,7 +463,7 @@ def test_a_closed_connection_is_freed_without_the_cyclic_collector(pair, server_
 
     transport, reactor, client, app = connect(pair, server_files)
     tcpio.tune(transport)
-    handshake(transport, client, app, b"")
+    handshake(transport, client, app)
     handle = weakref.ref(transport.getHandle())
     shutdown.close(transport, shutdown.STANDARD)
     reactor.advance(0)
