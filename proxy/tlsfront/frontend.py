@@ -317,7 +317,7 @@ class FrontendProtocol(Protocol):
         self._backlog_bytes = 0
         self._busy = False  # between a request's head and its response's end
         self._closing = False
-        self._tls_headers: list | None = None
+        self._tls_headers: tuple | list | None = None
         self._facts = None
         self._connected_at = 0.0
         self._handshake_seconds = 0.0

@@ -89,8 +89,29 @@ def facts_from(conn: SSL.Connection) -> TLSFacts:
     return facts
 
 
-def headers_for(facts: TLSFacts, *, client_cert: bool) -> list[Header]:
-    """The X-SSL-* (and, when asked, Client-Cert) headers for `facts`."""
+_COMMON: dict[tuple, tuple[Header, ...]] = {}  # headers of connections without a client certificate
+_COMMON_MAX = 256  # distinct (protocol, cipher, bits, reused, verify): a handful in practice
+
+
+def headers_for(facts: TLSFacts, *, client_cert: bool) -> tuple[Header, ...]:
+    """The X-SSL-* (and, when asked, Client-Cert) headers for `facts` (read-only).
+
+    Without a client certificate they depend on five values that few combinations take:
+    built once per combination (a bounded cache), not once per connection.
+    """
+    if facts.subject_dn is None:
+        key = (facts.protocol, facts.cipher, facts.cipher_bits, facts.reused, facts.verify)
+        cached = _COMMON.get(key)
+        if cached is None:
+            cached = tuple(_build(facts, client_cert=False))
+            if len(_COMMON) >= _COMMON_MAX:
+                _COMMON.clear()
+            _COMMON[key] = cached
+        return cached
+    return tuple(_build(facts, client_cert=client_cert))
+
+
+def _build(facts: TLSFacts, *, client_cert: bool) -> list[Header]:
     out: list[Header] = [
         (b"X-SSL-Protocol", _safe(facts.protocol or "-")),
         (b"X-SSL-Cipher", _safe(facts.cipher or "-")),

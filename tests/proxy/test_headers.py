@@ -102,3 +102,16 @@ def test_docstring_examples(module):
     import importlib
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_certless_tls_headers_are_built_once_per_combination():
+    from tlsfront import tlsfacts
+
+    a = tlsfacts.headers_for(tlsfacts.TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", 128, False, "NONE"),
+                             client_cert=True)
+    b = tlsfacts.headers_for(tlsfacts.TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", 128, False, "NONE"),
+                             client_cert=False)
+    c = tlsfacts.headers_for(tlsfacts.TLSFacts("TLSv1.3", "TLS_AES_128_GCM_SHA256", 128, True, "NONE"),
+                             client_cert=False)
+    assert a is b and isinstance(a, tuple)  # one shared, read-only tuple
+    assert dict(c)[b"X-SSL-Session-Reused"] == b"Resumed" and dict(a)[b"X-SSL-Session-Reused"] == b"Initial"
