@@ -25,6 +25,18 @@ _INLINE_KEYS = re.compile(r"([A-Za-z0-9_\-]+)\s*=")
 _INDEX = re.compile(r"\[\d+\]$")
 
 
+def toml_lines(text: str) -> list[str]:
+    """The lines of a TOML document as TOML counts them (and tomllib's error positions, and
+    editors): a newline is LF or CRLF. Not `str.splitlines()`, which also breaks at U+2028,
+    U+0085, FF, VT and more, all allowed in TOML comments and strings: one of them shifted
+    every later line number by one.
+
+    >>> toml_lines('a = 1 # x\u2028y\r\nb = 2\n')
+    ['a = 1 # x\u2028y', 'b = 2', '']
+    """
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 class Lines:
     """Key path -> 1-based line number, from the text of a TOML file."""
 
@@ -32,7 +44,7 @@ class Lines:
         self._lines: dict[str, int] = {}
         counters: dict[str, int] = {}
         current = ""  # the key path of the current table, e.g. "vhost[1].tls"
-        for n, line in enumerate(text.splitlines(), start=1):
+        for n, line in enumerate(toml_lines(text), start=1):
             header = _HEADER.match(line)
             if header and len(header.group(1)) == len(header.group(3)):
                 name = re.sub(r"\s+", "", header.group(2))

@@ -123,11 +123,18 @@ def test_vhost_and_instance_variables(dash) -> None:
 
 
 def test_grid_fits_a_laptop_screen_without_overlaps(dash) -> None:
-    name, d = dash
+    check_grid(*dash)
+
+
+def check_grid(name: str, d: dict) -> None:
+    """Every panel inside the 24 columns, 1 to 10 rows tall (a row is 30 px: a panel taller
+    than 10 pushes its neighbours below a laptop's first screen), at least 4 columns wide,
+    no two panels on one cell, and the panels grouped in rows."""
     taken: dict[tuple[int, int], str] = {}
     for p in d["panels"]:
         g = p["gridPos"]
         assert 0 <= g["x"] and g["x"] + g["w"] <= 24, f"{name}: {p['title']!r} leaves the 24 columns: {g}"
+        # h >= 1 also keeps the overlap check below honest: a panel of height 0 takes no cell
         assert 1 <= g["h"] <= 10, f"{name}: {p['title']!r} is too tall for a laptop screen: {g}"
         if p["type"] != "row":
             assert g["w"] >= 4, f"{name}: {p['title']!r} too narrow to read: {g}"
@@ -137,6 +144,24 @@ def test_grid_fits_a_laptop_screen_without_overlaps(dash) -> None:
                 taken[(x, y)] = p["title"]
     rows = [p for p in d["panels"] if p["type"] == "row"]
     assert len(rows) >= 3 and d["panels"][0]["type"] == "row", "panels are grouped in rows"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda g: g.update(h=11), "too tall"),
+    (lambda g: g.update(h=0), "too tall"),
+    (lambda g: g.update(x=g["x"] + 1, w=24), "leaves the 24 columns"),
+    (lambda g: g.update(y=g["y"] - 1), "overlaps"),
+])
+def test_grid_check_fails_on_a_bad_panel(dash, change, message) -> None:
+    """The grid check is not vacuous: one panel moved or resized the wrong way fails it."""
+    import copy
+
+    name, d = dash
+    bad = copy.deepcopy(d)
+    panel = next(p for p in bad["panels"] if p["type"] != "row" and p["gridPos"]["y"] > 1)
+    change(panel["gridPos"])
+    with pytest.raises(AssertionError, match=message):
+        check_grid(name, bad)
 
 
 def test_units_descriptions_and_legends(dash) -> None:

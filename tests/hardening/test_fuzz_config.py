@@ -36,16 +36,31 @@ def check_load(path: Path, raw: bytes) -> None:
         cfg = config.load(path)
     except ConfigErrors as exc:
         assert exc.problems
-        n_lines = max(1, len(raw.splitlines()))
+        # Lines as TOML and editors count them (LF or CRLF), not bytes.splitlines() (which also
+        # breaks at a lone CR): a line number must exist there and point at the key or its table.
+        lines = raw.decode("utf-8", "replace").split("\n")
         for p in exc.problems + exc.warnings:
             assert p.where.startswith(str(path)), p
             assert p.message
             if p.line is not None:
-                assert 1 <= p.line <= n_lines, (p.line, n_lines, str(p))
+                assert 1 <= p.line <= len(lines), (p.line, len(lines), str(p))
+                assert points_at_key(lines[p.line - 1], p.where), (p.line, lines[p.line - 1], str(p))
         text = str(exc)
         assert "Traceback" not in text and str(path) in text
         return
     assert cfg.vhosts  # a valid configuration serves something
+
+
+def points_at_key(line: str, where: str) -> bool:
+    """Whether `line` can be where `where`'s key path is written: it names one of the path's
+    keys (the key, or a parent: a missing key is reported at its table, an inline table's
+    at the line that opens it) or is a table header. A line number shifted by one (the
+    str.splitlines() bug of config_lines, fixed with this check) points elsewhere."""
+    _, _, keypath = where.partition(": ")
+    if line.lstrip().startswith("["):
+        return True
+    names = {part.split("[", 1)[0] for part in keypath.split(".") if part}
+    return any(name and name in line for name in names)
 
 
 # -- the shipped file, mutated -------------------------------------------------------------
@@ -86,6 +101,28 @@ def mutated_reference(draw) -> bytes:
 @SETTINGS
 @given(mutated_reference())
 def test_mutated_reference_file(tmp_path, raw):
+    check_load(tmp_path / "tlsfront.toml", raw)
+
+
+COMMENTS = [i for i, line in enumerate(REFERENCE_LINES) if "#" in line]
+LINE_SEPARATORS = st.sampled_from(["\u2028", "\u2029", "\u0085"])  # line breaks to str.splitlines, not to TOML
+
+
+@st.composite
+def separators_in_comments(draw) -> bytes:
+    """The shipped file with U+2028/U+2029/NEL put into comments (valid TOML) and a broken
+    vhost at the end: the problems there must be reported at their own lines."""
+    lines = list(REFERENCE_LINES)
+    for i in draw(st.lists(st.sampled_from(COMMENTS), min_size=1, max_size=4)):
+        j = draw(st.integers(lines[i].index("#") + 1, len(lines[i])))
+        lines[i] = lines[i][:j] + draw(LINE_SEPARATORS) + lines[i][j:]
+    lines += ["[[vhost]]", 'listen = "nonsense"']
+    return draw(st.sampled_from(["\n", "\r\n"])).join(lines).encode("utf-8")
+
+
+@SETTINGS
+@given(separators_in_comments())
+def test_line_separators_in_comments(tmp_path, raw):
     check_load(tmp_path / "tlsfront.toml", raw)
 
 

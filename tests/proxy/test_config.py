@@ -581,3 +581,18 @@ def test_problems_carry_the_line_of_the_key(tmp_path, certs, pki):
         tlsctx.build_contexts(config.load(path))
     (p,) = info.value.problems
     assert p.where.endswith("vhost[1].tls.ciphers") and p.line == 16
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u0085", "\u2029"], ids=["LS", "NEL", "PS"])
+@pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["LF", "CRLF"])
+def test_line_numbers_count_lines_as_toml_does(tmp_path, separator, eol):
+    """TOML allows U+2028, NEL and U+2029 in comments and strings and ends a line only at LF
+    or CRLF; str.splitlines() also breaks at those three, and every later line was reported
+    one too far (found by tests/hardening/test_fuzz_config.py once it checked the line's text)."""
+    path = tmp_path / "x.toml"
+    path.write_bytes(eol.join([f"# a note{separator}with a line separator", "[[vhost]]",
+                               f'server_name = "a{separator}b"', 'listen = "nonsense"', ""]).encode())
+    with pytest.raises(ConfigErrors) as info:
+        config.load(path)
+    lines = {p.where.split(": ", 1)[1]: p.line for p in info.value.problems}
+    assert lines["vhost[0].listen"] == 4 and lines["vhost[0].backends"] == 2, lines
