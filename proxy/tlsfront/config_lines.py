@@ -31,8 +31,8 @@ def toml_lines(text: str) -> list[str]:
     U+0085, FF, VT and more, all allowed in TOML comments and strings: one of them shifted
     every later line number by one.
 
-    >>> toml_lines('a = 1 # x\u2028y\r\nb = 2\n')
-    ['a = 1 # x\u2028y', 'b = 2', '']
+    >>> toml_lines('a = 1 # x\\u2028y\\r\\nb = 2\\n')
+    ['a = 1 # x\\u2028y', 'b = 2', '']
     """
     return [line.removesuffix("\r") for line in text.split("\n")]
 
