@@ -117,7 +117,6 @@ class BackendConnection(Protocol):
         sink.backend_flush()
 
     def connectionLost(self, reason: Failure = _neterror.ConnectionDone()) -> None:
-        tcpio.untune(self.transport)  # tune()'s reference cycle (tcpio.untune)
         self.reader.close()  # and the parser's (ResponseReader.close)
         self.lost = True
         self.reusable = False

@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from . import headers as _headers
-from . import http1, shutdown, tcpio, tlsfacts
+from . import http1, shutdown, tlsfacts
 from .backend import Pool, Upstream
 from .model import Limits, Timeouts, VHost
 from .quirks import NONE as _NO_QUIRKS
@@ -413,7 +413,6 @@ class FrontendProtocol(Protocol):
             self._set_timer(self.env.timeouts.client_header_seconds, "header")
 
     def connectionLost(self, reason: Failure = None) -> None:
-        tcpio.untune(self.transport)  # tune()'s reference cycle (tcpio.untune), on plain connections too
         self.reader.close()  # and the parser's (RequestReader.close)
         self._closing = True
         self._cancel_timer()

@@ -204,7 +204,7 @@ class PortProtocol(Protocol):
         listener = self.listener
         index = self._vhost.index
         transport = self.transport
-        if listener.tls_on_socket and type(transport) is tcp.Server:
+        if listener.tls_on_socket and isinstance(transport, tcp.Server):
             # The handshake deadline's DelayedCall goes over to the frontend with the connection.
             timer, self._timer = self._timer, None
             listener.env.active.discard(self)

@@ -90,6 +90,8 @@ def start(transport: tcp.Server, protocol, conn: SSL.Connection, first_bytes: by
 class TLSServer(tcp.Server):
     """A `tcp.Server` whose bytes pass through OpenSSL on the socket (see the module doc)."""
 
+    write = tcpio.write_through  # the client side's write-through (tcpio.tune) survives the class change
+
     def _tls_init(self, conn: SSL.Connection) -> None:
         self._tls = conn
         self._tls_done = False          # handshake completed
@@ -336,7 +338,6 @@ class TLSServer(tcp.Server):
         if self._tls_failure is not None and not reason.check(SSL.Error):
             reason = Failure(self._tls_failure)
         tcp.Server.connectionLost(self, reason)
-        tcpio.untune(self)  # no reference cycle left: the SSL object goes with the last reference
 
 
 _MEM_DATA = _ffi.new("char **")  # BIO_get_mem_data's out-pointer, ignored (one per process)

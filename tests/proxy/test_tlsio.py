@@ -439,8 +439,8 @@ def test_a_big_write_is_encrypted_once_and_sent_with_few_sends(pair, server_file
 def test_close_with_nothing_queued_sends_close_notify_at_once(pair, server_files):
     transport, reactor, client, app = connect(pair, server_files)
     handshake(transport, client, app)
-    transport.write(b"done")  # not queued: in the tests nothing sends it before doWrite...
-    assert transport.doWrite() is None  # ...so send it, as the loop would
+    transport.write(b"done")  # write-through: sent at once
+    assert transport.doWrite() is None  # (what the loop would do had it been queued: nothing left)
     shutdown.close(transport, shutdown.STANDARD)
     assert transport not in reactor.writers and transport not in reactor.readers  # no EPOLLOUT turn
     client.pull()
@@ -453,9 +453,9 @@ def test_close_with_nothing_queued_sends_close_notify_at_once(pair, server_files
 
 
 def test_a_closed_connection_is_freed_without_the_cyclic_collector(pair, server_files):
-    """tcpio.tune's per-connection `write` is a reference cycle; TLSServer.connectionLost drops
-    it, so the SSL object (and its buffers) go at once. With the cycle, a worker under full
-    handshakes grew from 48 to 72 MiB (docs/benchmarks.md, round 5)."""
+    """Write-through (tcpio.tune) is the transport's class, not a bound method stored on it (a
+    reference cycle), so the SSL object and its buffers go at once. With the cycle, a worker
+    under full handshakes grew from 48 to 72 MiB (docs/benchmarks.md, round 5)."""
     import gc
     import weakref
 
