@@ -12,7 +12,7 @@ to take the rest of that line and up to two following library-error lines in the
     [Fri Nov 27 10:50:52.123470 2026] [ssl:info] [pid 7:tid 9] SSL Library Error: error:0A000412:...bad certificate
 
 Python then does per unit what cannot be left to the match (the head's stamp, key and errno fields before the ID, by
-the same strict ``decoders._AP24_HEAD`` that :func:`decoders.scan_apache24` uses; the library-error lines must carry
+the same strict ``decoders._AP24_HEAD`` that the line loop it replaced used (tests/analyzer/line_loop.py); the library-error lines must carry
 the head's key) and no more: what the unit means (its rule, category, vhost, and the category of the group it forms
 with its library-error lines) is computed once per *distinct* (ID, message, errno, errno text, reasons) by the same
 rule tables, :class:`classify.Group` and :func:`reasons.classify_openssl` as every other path
@@ -117,7 +117,7 @@ def library_error(msg: bytes, ctx: Ctx) -> tuple[str, bool]:
 def _unit_info(idb: bytes, body: bytes, errno: bytes | None, errtext: bytes | None, r1: bytes | None,
                r2: bytes | None, ctx: Ctx) -> UnitInfo | None:
     """The meaning of a unit (None: not one the fast path may take; the exact path reads its lines). The head's
-    fields as scan_apache24's head branch computes them; the group by classify.Group itself."""
+    fields as the replaced line loop's head branch computed them; the group by classify.Group itself."""
     if _LIBERR in body:  # decode_apache would read the head line as a continuation
         return None
     rule = _d._AH_SIMPLE[b"AH0" + idb]
@@ -181,14 +181,9 @@ def _exact_region(block: bytes, a: int, b: int, base: int, ctx: Ctx, src: int, j
         if e < 0:
             e = b
         last = e
-        try:
-            rec = _d.decode_apache(block[s:e], base + s, ctx)
-        except Exception as exc:  # a decoder bug must not end the scan (reported once per file by the caller)
-            failed(exc, base + s)
-            continue
+        rec = _d.decode_line(_d.decode_apache, block[s:e], base + s, ctx, src, failed)
         if rec is None:
             continue
-        rec.src = src
         if rec.role == EVENT:
             joiner.emit(Group.start(rec))
             continue
@@ -257,7 +252,7 @@ def scan_units(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: int
         e = last_end = m.end()
         q = p - shift  # the ID
         h = head(block, s, q)
-        if h is None or h.end() != q or find(b" AH", s, q) >= 0:  # not the strict head of scan_apache24
+        if h is None or h.end() != q or find(b" AH", s, q) >= 0:  # not the strict head (decoders._AP24_HEAD)
             _exact_region(block, s, e, base, ctx, src, joiner, failed)
             continue
         stamp, frac, year, key, errno, errtext = h.groups()

@@ -27,7 +27,7 @@ from typing import Callable, Hashable, Iterable, Iterator
 from . import decoders
 from .blocks import BLOCK_BYTES, BlockReader
 from .classify import EVENT, Group, Joiner, KeyState
-from .decoders import Ctx, Format
+from .decoders import Ctx, Format, decode_line
 from .sources import Input, decoded_chunks, expand, file_range, prefetched, rotation_key
 from .store import FileStats, Store
 from .timeparse import Clock
@@ -213,14 +213,9 @@ def process_chunks(
                 failed(exc, base + start)
             continue
         for s, e in candidate_lines(block, candidates, start, end):
-            try:
-                rec = decode(block[s:e], base + s, ctx)
-            except Exception as exc:  # a decoder bug must not end the scan; report it once per file
-                failed(exc, base + s)
-                continue
+            rec = decode_line(decode, block[s:e], base + s, ctx, index, failed)
             if rec is None:
                 continue
-            rec.src = index
             if rec.role == EVENT:
                 emit(Group.start(rec))
             else:

@@ -1,6 +1,6 @@
-"""The Apache 2.4 block scanner (``decoders.scan_apache24``, the hot path of ``tlslog scan``) must give exactly what
-the generic candidate loop gives (candidate regexes, ``decode_apache`` per line, the joiner): the same events,
-times, examples, line counts and the same open joiner state (what ``--jobs`` ranges and ``follow`` carry on).
+"""The Apache 2.4 block scanner (``APACHE_ERROR.scan_block``: ``apache_units.scan_units``, the hot path of
+``tlslog scan``) must give exactly what the generic candidate loop gives (candidate regexes, ``decode_apache`` per
+line, the joiner): the same events, times, examples, line counts and the same open joiner state (what ``--jobs`` ranges and ``follow`` carry on).
 
 Lines are generated from the pieces that decide the fast path's branches: message IDs with and without a
 timeout rule, errno texts that say "timeout", ``SSL Library Error`` continuation lines with or without an open group

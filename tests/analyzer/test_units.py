@@ -18,13 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import line_loop
 from tlslog import apache_units, decoders, synth
 from tlslog.classify import Joiner
 from tlslog.scan import _emitter, _finish_ctx, _new_ctx, process_chunks
 from tlslog.store import FileStats, Store
 
 FAST = decoders.APACHE_ERROR
-LOOP = dataclasses.replace(FAST, scan_block=decoders.scan_apache24, flush=None)  # the line loop before the units
+LOOP = dataclasses.replace(FAST, scan_block=line_loop.scan_apache24, flush=None)  # the line loop before the units
 GENERIC = dataclasses.replace(FAST, scan_block=None, count_lines=None, flush=None)
 
 KEYS = ("1:tid 2", "1:tid 3", "2:tid 2")
