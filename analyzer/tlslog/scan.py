@@ -254,12 +254,7 @@ def run_unit(unit: Unit) -> UnitResult:
     store = Store()
     stats = FileStats(unit.index, unit.path, unit.format or "unknown")
     store.files[unit.index] = stats
-    warned: set[str] = set()
-
-    def warn(msg: str) -> None:
-        if msg not in warned:
-            warned.add(msg)
-            stats.warnings.append(msg)
+    warn = _warner(stats)
 
     joiner = Joiner(_emitter(store, {unit.index: (stats, source)}))
     ctx = _new_ctx(unit.index, unit.tz)
@@ -408,16 +403,23 @@ def scan_stream(chunks: Iterator[bytes], forced: Format | None, index: int, tz: 
     return joiner, ctx, source
 
 
-def _scan_stdin(inp: Input, forced: Format | None, tz: str | None) -> Store:
-    stats = FileStats(inp.index, "-", "unknown")
-    store = Store()
-    store.files[inp.index] = stats
+def _warner(stats: FileStats) -> Callable[[str], None]:
+    """``warn(msg)``: each distinct message once in the file's warnings."""
     warned: set[str] = set()
 
     def warn(msg: str) -> None:
         if msg not in warned:
             warned.add(msg)
             stats.warnings.append(msg)
+
+    return warn
+
+
+def _scan_stdin(inp: Input, forced: Format | None, tz: str | None) -> Store:
+    stats = FileStats(inp.index, "-", "unknown")
+    store = Store()
+    store.files[inp.index] = stats
+    warn = _warner(stats)
 
     joiner, ctx, source = scan_stream(decoded_chunks(sys.stdin.buffer, warn), forced, inp.index, tz,
                                       stats, store, warn)

@@ -236,12 +236,7 @@ class RequestReader:
         events = self._events = []
         self._began_in_feed = False
         try:
-            try:
-                self._parser.feed_data(data)
-            except httptools.HttpParserUpgrade as up:
-                self._after_upgrade(data, up.args[0] if up.args else len(data))
-            except httptools.HttpParserError as exc:
-                self._fail_from(exc)
+            self._feed(data)
             if self._in_head and not self._began_in_feed:
                 self._partial_head_bytes += len(data)
                 if self._partial_head_bytes > self.limits.max_header_bytes:
@@ -267,6 +262,15 @@ class RequestReader:
             self._raise(400, f"invalid or unknown method: {exc}")
         self._raise(400, f"malformed request: {exc}")
 
+    def _feed(self, data: bytes) -> None:
+        """llhttp's feed_data, its upgrade stop and its errors turned into ours."""
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as up:
+            self._after_upgrade(data, up.args[0] if up.args else len(data))
+        except httptools.HttpParserError as exc:
+            self._fail_from(exc)
+
     def _after_upgrade(self, data: bytes, offset: int) -> None:
         # llhttp stops after a request with `Connection: upgrade` + `Upgrade` (or a
         # CONNECT). The Upgrade header is hop-by-hop and never forwarded, so the
@@ -279,12 +283,7 @@ class RequestReader:
             self._raise(400, "a request with Upgrade must not carry a body through this proxy")
         rest = data[offset:]
         if rest:
-            try:
-                self._parser.feed_data(rest)
-            except httptools.HttpParserUpgrade as up:
-                self._after_upgrade(rest, up.args[0] if up.args else len(rest))
-            except httptools.HttpParserError as exc:
-                self._fail_from(exc)
+            self._feed(rest)
 
     # -- llhttp callbacks -----------------------------------------------------
 
