@@ -258,13 +258,9 @@ class TLSServer(tcp.Server):
 
     def doWrite(self):
         if self._tls_raw_out:
-            try:
-                sent = self.socket.send(self._tls_raw_out)
-            except BlockingIOError:
-                return None
-            except OSError:
+            raw, self._tls_raw_out = self._tls_raw_out, b""
+            if not self._send_raw(raw):  # keeps what the socket does not take
                 return main.CONNECTION_LOST
-            self._tls_raw_out = self._tls_raw_out[sent:]
             if self._tls_raw_out:
                 return None
         if self._tls_hs_want_write:
