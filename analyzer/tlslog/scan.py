@@ -28,13 +28,12 @@ from . import decoders
 from .blocks import BLOCK_BYTES, BlockReader
 from .classify import EVENT, Group, Joiner, KeyState
 from .decoders import Ctx, Format, decode_line
+from .schedule import EXPANSION, Piece, schedule
 from .sources import Input, decoded_chunks, expand, file_range, prefetched, rotation_key
 from .store import FileStats, Store
 from .timeparse import Clock
 
 DETECT_BYTES = 64 << 10
-#: uncompressed files larger than this are cut into ranges of this size when --jobs > 1
-RANGE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -301,7 +300,9 @@ class ScanOptions:
     input_format: str | None = None
     tz: str | None = None
     jobs: int = 1
-    range_bytes: int = RANGE_BYTES
+    #: with jobs > 1, no range of a plain file is larger than this; None: ranges are sized for balance alone
+    #: (tlslog.schedule: as few units as keep the workers evenly loaded, none below MIN_RANGE_BYTES)
+    range_bytes: int | None = None
     progress: Callable[[int, int], None] | None = None
     #: runs run_unit over the units elsewhere, results in any order (a Dask cluster: tlslog.distributed)
     mapper: Callable[[Callable[[Unit], UnitResult], list[Unit]], Iterable[UnitResult]] | None = None
@@ -354,9 +355,34 @@ def _is_plain(path: str) -> bool:
         return False
 
 
+def _weight(path: str, size: int) -> tuple[bool, int]:
+    """(plain?, estimated plain bytes) of a file: its size, or for a compressed one the decompressed size that
+    gzip's trailer gives (when plausible) or a typical ratio (schedule.EXPANSION). Orders the work only."""
+    from .sources import compression_of
+
+    try:
+        with open(path, "rb") as f:
+            kind = compression_of(f.read(8))
+            if kind is None:
+                return True, size
+            estimate = size * EXPANSION.get(kind, 10)
+            if kind == "gzip" and size >= 18:
+                f.seek(-4, os.SEEK_END)
+                isize = int.from_bytes(f.read(4), "little")  # RFC 1952: the input size modulo 2**32
+                if size <= isize < 64 * size:
+                    estimate = isize
+            return False, estimate
+    except OSError:
+        return False, size
+
+
 def plan(inputs: list[Input], forced: Format | None, opts: ScanOptions) -> tuple[list[Unit], dict[int, FileStats]]:
-    """Inputs -> units (and stats for files that produced no unit: unopenable ones)."""
-    units: list[Unit] = []
+    """Inputs -> units in the order to run them (and stats for files that produced no unit: unopenable ones).
+
+    ``--jobs 1``: whole files in input order. More jobs: as few units as keep the workers evenly loaded, biggest
+    first (:mod:`tlslog.schedule`); ``opts.range_bytes`` caps a range's size."""
+    names: dict[int, str | None] = {}
+    pieces: list[Piece] = []
     failed: dict[int, FileStats] = {}
     for inp in inputs:
         if inp.is_stdin:
@@ -368,15 +394,21 @@ def plan(inputs: list[Input], forced: Format | None, opts: ScanOptions) -> tuple
             continue
         if warnings:
             failed[inp.index] = FileStats(inp.index, inp.path, name or "unknown", warnings=warnings)
+        names[inp.index] = name
         size = inp.size or 0
-        if opts.jobs > 1 and size > opts.range_bytes and _is_plain(inp.path):
-            # ranges of equal size (not range_bytes and a short rest): the workers finish together
-            k = -(-size // opts.range_bytes)
-            cuts = [size * i // k for i in range(k + 1)]
-            for seq in range(k):
-                units.append(Unit(inp.index, seq, inp.path, name, opts.tz, cuts[seq], cuts[seq + 1]))
+        if opts.jobs > 1:
+            plain, weight = _weight(inp.path, size)
+            pieces.append(Piece(inp.index, size, plain, weight))
         else:
-            units.append(Unit(inp.index, 0, inp.path, name, opts.tz))
+            pieces.append(Piece(inp.index, size))
+    chosen = schedule(pieces, opts.jobs, max_range=opts.range_bytes)
+    seq: dict[tuple[int, int], int] = {}  # a range's position within its file: the order the merge needs
+    for index, start in sorted((p.index, p.start) for p in chosen):
+        seq[(index, start)] = seq.get((index, -1), 0)
+        seq[(index, -1)] = seq[(index, start)] + 1
+    paths = {inp.index: inp.path for inp in inputs}
+    units = [Unit(p.index, seq[(p.index, p.start)], paths[p.index], names[p.index], opts.tz, p.start, p.end)
+             for p in chosen]
     return units, failed
 
 
@@ -428,6 +460,55 @@ def _scan_stdin(inp: Input, forced: Format | None, tz: str | None) -> Store:
     return store
 
 
+def _run_parallel(units: list[Unit], jobs: int, progress: Callable[[int, int], None] | None,
+                  sizes: list[int]) -> list[UnitResult]:
+    """The units on ``jobs`` processes; ``sizes``: each unit's bytes on disk (progress). Linux:
+    :mod:`tlslog.workers` (this process is one of them; progress from the bytes every process has scanned).
+    Elsewhere a spawn pool (fork is unsafe on macOS; Windows has none)."""
+    total = sum(sizes)
+    if not sys.platform.startswith("linux"):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        done = 0
+        out = []
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for size, res in zip(sizes, pool.map(run_unit, units, chunksize=1)):
+                out.append(res)
+                done += size
+                if progress:
+                    progress(done, total)
+        return out
+    from . import workers
+
+    if progress is None:
+        return workers.run(run_unit, units, jobs)
+
+    def show() -> None:
+        progress(min(workers.done_bytes(), total), total)
+
+    def on_block(n: int) -> None:
+        workers.add_bytes(n)
+        show()
+
+    def run_counted(i: int) -> UnitResult:
+        """run_unit, counting the blocks of plain units as they go and a compressed file's size at its end (its
+        blocks are decompressed bytes, the total is bytes on disk)."""
+        global _block_hook
+        unit = units[i]
+        counted = unit.end is not None or _is_plain(unit.path)
+        _block_hook = on_block if counted else None
+        try:
+            return run_unit(unit)
+        finally:
+            _block_hook = None
+            if not counted:
+                workers.add_bytes(sizes[i])
+                show()
+
+    return workers.run(run_counted, range(len(units)), jobs, on_wait=show)
+
+
 def scan(opts: ScanOptions, *, warn_path: Callable[[str, str], None] | None = None) -> ScanResult:
     """Run a whole scan. ``warn_path(path, message)`` receives problems with arguments (unmatched globs)."""
     forced = decoders.lookup(opts.input_format) if opts.input_format else None
@@ -453,16 +534,10 @@ def scan(opts: ScanOptions, *, warn_path: Callable[[str, str], None] | None = No
             if opts.progress:
                 opts.progress(done, total)
     elif opts.jobs > 1 and len(units) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor  # imported here: 20 ms of start-up for --jobs 1
-
-        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ProcessPoolExecutor(max_workers=opts.jobs, mp_context=ctx) as pool:
-            for res in pool.map(run_unit, units, chunksize=1):
-                by_file.setdefault(res.index, []).append(res)
-                done += unit_bytes(by_key[(res.index, res.seq)])
-                if opts.progress:
-                    opts.progress(done, total)
+        for res in _run_parallel(units, opts.jobs, opts.progress, [unit_bytes(u) for u in units]):
+            by_file.setdefault(res.index, []).append(res)
+        if opts.progress:
+            opts.progress(total, total)
     else:
         global _block_hook
         for unit in units:
