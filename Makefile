@@ -11,7 +11,7 @@ $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml analyzer/tlslog/_units.c | $(PY)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[test,dask]'
 	@touch $(STAMP)

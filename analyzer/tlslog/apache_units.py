@@ -28,6 +28,14 @@ Pending tuples become real ``Group`` objects (:func:`_materialize`) only when so
 line of the same key, a head that may merge (``MERGES``: ``proxy_try`` then ``proxy_fail``), and the end of
 ``process_chunks`` (:func:`flush`), where the joiner's state is handed on (``--jobs`` ranges, ``follow``).
 
+The lexer. Finding the hits and cutting each unit and its head line into fields is :data:`lex`'s job: the C
+extension ``tlslog._units`` (``analyzer/tlslog/_units.c``, built by ``pip install``) or, when it is not built or
+``TLSLOG_PURE_PYTHON`` is set, :func:`_py_hits`, the regexes themselves. Both give the same tuples
+(:data:`HIT_FIELDS`; tests/analyzer/test_units_lexer.py holds them equal); the C one takes 0.16 s of CPU on the 2M-line
+benchmark log where the regexes take 0.49 s, because ``re`` tries its ID trie at each of the 1.9 million "AH0" of the
+log, one byte at a time, where ``memmem`` and a 10,000-entry table do it at memory speed. Everything the lexer
+returns is checked or interpreted here, in Python.
+
 Everything else takes the exact path, line by line (:func:`_exact_region`: ``decode_apache`` and the joiner, the
 generic loop itself): candidate lines that are no unit (other IDs, library-error lines away from their head, lines
 not in the default ``ErrorLogFormat``), units whose checks fail (a continuation of another key, a second hit before
@@ -38,6 +46,7 @@ interleaved, adjacent and odd lines, and checks that no candidate line is silent
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from operator import attrgetter
@@ -59,6 +68,8 @@ _CONT = r"\n\[[^\]\[\n]*\] \[[^\]\[\n]*\] \[pid ([^\]\[\n]+)\] SSL Library Error
 _UNIT = "): ([^\\n]*)(?:" + _CONT + "(?:" + _CONT + ")?)?"
 _SIMPLE = sorted(k.decode()[2:] for k in _d._AH_SIMPLE)  # "02008", ...
 _OTHERS = sorted(set(_d.AH_CANDIDATE_IDS) - set(_SIMPLE))
+_SIMPLE_SET = {i[1:] for i in _SIMPLE}  # the four digits after "AH0"
+_OTHERS_SET = {i[1:] for i in _OTHERS}
 #: the common case, a block without a library-error line away from its head: every candidate message ID (the
 #: literal prefix "AH0" keeps re's fast scan; every candidate ID starts with 0); a simple ID (group 1, the digits
 #: after "AH0") goes on as a unit. A match starts at the ID. Library-error lines are not looked for: the block is
@@ -193,14 +204,15 @@ def _exact_region(block: bytes, a: int, b: int, base: int, ctx: Ctx, src: int, j
         joiner.feed(rec)
 
 
-def _feed_unit(joiner: Joiner, m: re.Match, key: bytes, info: UnitInfo, t: float | None, block: bytes, s: int,
-               e: int, base: int, src: int) -> None:
+def _feed_unit(joiner: Joiner, ends: tuple[int, int], key: bytes, info: UnitInfo, t: float | None, block: bytes,
+               s: int, e: int, base: int, src: int) -> None:
     """A unit's lines as the records decode_apache makes of them (the head, then a continuation per library-error
-    line), fed to the joiner: for a key's block prefix and for heads that may merge (classify.step decides)."""
+    line, ``ends`` their ends), fed to the joiner: for a key's block prefix and for heads that may merge
+    (classify.step decides)."""
     feed = joiner.feed
     feed(info.head(key, t, base + s, block[s:e], src))
     for i, (cat, strong) in enumerate(info.conts):
-        cs, ce = e + 1, m.end(4 + 2 * i)
+        cs, ce = e + 1, ends[i]
         feed(Record(CONT, cat, strong, key, None, None, base + cs, block[cs:ce], "cont", "", src))
         e = ce
 
@@ -215,33 +227,81 @@ def _emit_units(joiner: Joiner, units: list, src: int) -> None:
         joiner.emit(_group(None, unit, src))
 
 
+#: the fields of a hit, as the lexers (:func:`_py_hits`, ``tlslog._units.hits``) give them: the ID's position (for
+#: a hit that is no unit, where its match starts), the match's end, the simple ID's digits after "AH0" (None: the
+#: hit is no unit), the rest of the head line, key and reason of up to two library-error lines and their ends (-1:
+#: none), the start of the hit's line; then, for a unit whose line is the strict head (``decoders._AP24_HEAD``
+#: ending at the ID, no " AH" before it), its stamp and year (b"Fri Nov 27 10:50:52 2026"), the fraction as a float,
+#: the key (``pid:tid``), errno and errno text; else None
+HIT_FIELDS = ("p", "end", "idb", "body", "k1", "r1", "k2", "r2", "e1", "e2", "s", "skey", "frac", "key", "errno",
+              "errtext")
+
+
+def _hit_tuples(ms, shift: int, block: bytes, start: int) -> list[tuple]:
+    """Regex matches of :data:`_AP_UNITS_IDS` (``shift`` 0) or :data:`_AP_UNITS` (7: they start at the ": " after
+    the ID) -> hit tuples (:data:`HIT_FIELDS`)."""
+    rfind, find = block.rfind, block.find
+    head = _d._AP24_HEAD.match
+    out: list[tuple] = []
+    add = out.append
+    for m in ms:
+        p = m.start()
+        idb, body, k1, r1, k2, r2 = m.groups()
+        s = rfind(b"\n", start, p) + 1 or start
+        if idb is None:
+            add((p, m.end(), None, None, None, None, None, None, -1, -1, s, None, None, None, None, None))
+            continue
+        q = p - shift
+        h = head(block, s, q)
+        if h is None or h.end() != q or find(b" AH", s, q) >= 0:
+            add((q, m.end(), idb, body, k1, r1, k2, r2, m.end(4), m.end(6), s, None, None, None, None, None))
+            continue
+        stamp, frac, year, key, errno, errtext = h.groups()
+        add((q, m.end(), idb, body, k1, r1, k2, r2, m.end(4), m.end(6), s, stamp + b" " + year,
+             None if frac is None else float(frac), key, errno, errtext))
+    return out
+
+
+def _py_hits(block: bytes, start: int, end: int, table: bytes = b"") -> tuple[list[tuple], int]:
+    """The lexer: the hits of :data:`_AP_UNITS_IDS` in ``block[start:end]`` and how many library-error lines the
+    units took. ``tlslog._units.hits`` is the same in C (``table``: see :data:`ID_TABLE`)."""
+    ms = list(_AP_UNITS_IDS.finditer(block, start, end))
+    lasts = Counter(map(_LASTINDEX, ms))  # 2: a unit without library-error line, 4: with one, 6: with two
+    return _hit_tuples(ms, 0, block, start), lasts[4] + 2 * lasts[6]
+
+
+#: the candidate IDs for the C lexer, indexed by the four digits after "AH0": 1 a simple ID (a unit), 2 another
+ID_TABLE = bytes(1 if f"{n:04d}" in _SIMPLE_SET else 2 if f"{n:04d}" in _OTHERS_SET else 0 for n in range(10000))
+
+try:
+    if os.environ.get("TLSLOG_PURE_PYTHON"):
+        raise ImportError("TLSLOG_PURE_PYTHON is set")
+    from ._units import hits as _c_hits
+except ImportError:  # not built (a source tree without a compiler): the same in Python, about 2x slower
+    lex: Callable[[bytes, int, int, bytes], tuple[list[tuple], int]] = _py_hits
+else:
+    lex = _c_hits
+
+
 def scan_units(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: int, joiner: Joiner,
                failed: Callable[[Exception, int], None]) -> None:
     """``Format.scan_block`` of Apache 2.4 error logs: see the module docstring. Gives exactly what the generic
     loop gives once :func:`flush` has run (``process_chunks`` calls it at its end)."""
-    ms = list(_AP_UNITS_IDS.finditer(block, start, end))
-    lasts = Counter(map(_LASTINDEX, ms))  # 2: a unit without library-error line, 4: with one, 6: with two
-    if lasts[4] + 2 * lasts[6] == stringzilla.Str(block).count(_SLE, start, end):
-        shift = 0  # every "SSL Library Error: " of the block is in a unit: the common case
-    else:
-        ms = _AP_UNITS.finditer(block, start, end)
-        shift = 7  # these matches start at the ": " after the ID
+    hits, taken = lex(block, start, end, ID_TABLE)
+    if taken != stringzilla.Str(block).count(_SLE, start, end):  # a library-error line away from its head
+        hits = _hit_tuples(_AP_UNITS.finditer(block, start, end), 7, block, start)
     pending, keys, emit = ctx.pending, joiner.keys, joiner.emit
     ucache, mcache, seconds, clock = ctx.units, ctx.merged, ctx.seconds, ctx.clock
-    rfind, find = block.rfind, block.find
-    head = _d._AP24_HEAD.match
+    find = block.find
     closed: list = []
     close = closed.append
     last_end = start - 1  # the end of the last line handled
-    for m in ms:
-        p = m.start()
-        idb, body, k1, r1, k2, r2 = m.groups()
+    for p, mend, idb, body, k1, r1, k2, r2, e1, e2, s, skey, frac, key, errno, errtext in hits:
         if p <= last_end:  # a second hit in a line handled already
-            if idb is not None and m.end() > last_end:  # ... whose match took lines beyond it: read them exactly
-                _exact_region(block, last_end + 1, m.end(), base, ctx, src, joiner, failed)
-                last_end = m.end()
+            if idb is not None and mend > last_end:  # ... whose match took lines beyond it: read them exactly
+                _exact_region(block, last_end + 1, mend, base, ctx, src, joiner, failed)
+                last_end = mend
             continue
-        s = rfind(b"\n", start, p) + 1 or start
         if idb is None:  # a candidate that is no unit: the exact path, this line
             e = find(b"\n", p, end)
             if e < 0:
@@ -249,13 +309,10 @@ def scan_units(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: int
             _exact_region(block, s, e, base, ctx, src, joiner, failed)
             last_end = e
             continue
-        e = last_end = m.end()
-        q = p - shift  # the ID
-        h = head(block, s, q)
-        if h is None or h.end() != q or find(b" AH", s, q) >= 0:  # not the strict head (decoders._AP24_HEAD)
+        e = last_end = mend
+        if skey is None:  # not the strict head (decoders._AP24_HEAD)
             _exact_region(block, s, e, base, ctx, src, joiner, failed)
             continue
-        stamp, frac, year, key, errno, errtext = h.groups()
         if (k1 is not None and (k1 != key or (k2 is not None and k2 != key))) or (errtext and _LIBERR in errtext):
             _exact_region(block, s, e, base, ctx, src, joiner, failed)
             continue
@@ -268,26 +325,25 @@ def scan_units(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: int
         if info is False:
             _exact_region(block, s, e, base, ctx, src, joiner, failed)
             continue
-        skey = stamp + b" " + year  # decoders._ap_time: the per-second cache, then the fraction
-        t = seconds.get(skey)
+        t = seconds.get(skey)  # decoders._ap_time: the per-second cache, then the fraction
         if t is None:
             t = clock.apache(skey.decode("ascii", "replace"))
             if t is not None:
                 seconds[skey] = t
         if t is not None and frac is not None:
-            t += float(frac)
+            t += frac
         if k1 is not None:
-            e = find(b"\n", q, e)
+            e = find(b"\n", p, e)
         pend = pending.get(key)
         if pend is None:
             ks = keys.get(key)
             if ks is None or not ks.resolved:  # a key's first heads in this range (its block prefix): the joiner
-                _feed_unit(joiner, m, key, info, t, block, s, e, base, src)
+                _feed_unit(joiner, (e1, e2), key, info, t, block, s, e, base, src)
                 continue
             g = ks.open
             if g is not None:
                 if g.last_head.kind in info.after:  # may merge (MERGES): classify.step decides
-                    _feed_unit(joiner, m, key, info, t, block, s, e, base, src)
+                    _feed_unit(joiner, (e1, e2), key, info, t, block, s, e, base, src)
                     continue
                 if g.first.kind != "late" or g.strong in LATE_CAUSES:  # Group.counts
                     emit(g)
@@ -304,7 +360,7 @@ def scan_units(block: bytes, start: int, end: int, base: int, ctx: Ctx, src: int
                     pending[key] = (both, pend[1], pend[2], pend[3], t, base + s, block[s:e])
                     continue
                 _materialize(keys, key, pending.pop(key), src)  # classify.step decides
-                _feed_unit(joiner, m, key, info, t, block, s, e, base, src)
+                _feed_unit(joiner, (e1, e2), key, info, t, block, s, e, base, src)
                 continue
             if first.counts:
                 close(pend)

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import line_loop
-from tlslog import apache_units, decoders, synth
+from tlslog import _units, apache_units, decoders, synth
 from tlslog.classify import Joiner
 from tlslog.scan import _emitter, _finish_ctx, _new_ctx, process_chunks
 from tlslog.store import FileStats, Store
@@ -121,7 +121,18 @@ def log(draw) -> bytes:
     return data + b"\n" if data and draw(st.booleans()) else data
 
 
-def _run(fmt, data: bytes | list[bytes], block_size: int):
+LEXERS = {"python": apache_units._py_hits, "c": _units.hits}
+
+
+def _run(fmt, data: bytes | list[bytes], block_size: int, lexer: str = "c"):
+    before, apache_units.lex = apache_units.lex, LEXERS[lexer]
+    try:
+        return _run_with(fmt, data, block_size)
+    finally:
+        apache_units.lex = before
+
+
+def _run_with(fmt, data: bytes | list[bytes], block_size: int):
     store = Store()
     stats = FileStats(0, "x", fmt.name)
     store.files[0] = stats
@@ -143,7 +154,8 @@ def _run(fmt, data: bytes | list[bytes], block_size: int):
 @given(data=log(), block_size=st.sampled_from((64, 300, 2000, 1 << 20)))
 def test_units_equal_the_generic_loop(data, block_size):
     generic = _run(GENERIC, data, block_size)
-    assert _run(FAST, data, block_size) == generic
+    assert _run(FAST, data, block_size, "c") == generic
+    assert _run(FAST, data, block_size, "python") == generic
     assert _run(LOOP, data, block_size) == generic
 
 
@@ -156,10 +168,13 @@ def test_units_equal_the_generic_loop_across_chunk_boundaries(data, cuts):
         pieces.append(data[last:c])
         last = c
     pieces.append(data[last:])
-    assert _run(FAST, pieces, 300) == _run(GENERIC, data, 300)
+    generic = _run(GENERIC, data, 300)
+    assert _run(FAST, pieces, 300, "c") == generic
+    assert _run(FAST, pieces, 300, "python") == generic
 
 
-def test_units_on_the_synthetic_log_take_nearly_every_line_and_equal_the_generic_loop(tmp_path, monkeypatch):
+@pytest.mark.parametrize("lexer", sorted(LEXERS))
+def test_units_on_the_synthetic_log_take_nearly_every_line_and_equal_the_generic_loop(tmp_path, monkeypatch, lexer):
     """On mod_ssl's usual output the fast path takes the units itself: the exact path sees only each key's first
     two heads, whatever the number of blocks."""
     path = tmp_path / "error_log"
@@ -168,7 +183,7 @@ def test_units_on_the_synthetic_log_take_nearly_every_line_and_equal_the_generic
     regions = []
     real = apache_units._exact_region
     monkeypatch.setattr(apache_units, "_exact_region", lambda b, a, z, *r: (regions.append((a, z)), real(b, a, z, *r)))
-    fast = _run(FAST, data, 1 << 16)
+    fast = _run(FAST, data, 1 << 16, lexer)
     monkeypatch.undo()
     assert fast == _run(GENERIC, data, 1 << 16)
     candidates = sum(1 for _ in decoders._AP_CANDIDATES.finditer(data))
@@ -246,12 +261,13 @@ def test_every_candidate_id_is_a_kind_here():
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("place", ("between units", "after units"))
-def test_no_line_kind_is_dropped(kind, place):
+@pytest.mark.parametrize("lexer", sorted(LEXERS))
+def test_no_line_kind_is_dropped(kind, place, lexer):
     text = KINDS[kind].replace("@", S + "[client 1.2.3.4:5] ")
     parts = [PRE, WEAK, text + "\n", TAIL, POST] if place == "between units" else [PRE, POST, WEAK, text + "\n", TAIL]
     with_line = "".join(parts).encode()
     without = "".join(p for p in parts if p != text + "\n").encode()
     generic = _run(GENERIC, with_line, 1 << 20)
-    assert _run(FAST, with_line, 1 << 20) == generic
+    assert _run(FAST, with_line, 1 << 20, lexer) == generic
     if kind not in NO_EFFECT:
         assert generic[2:6] != _run(GENERIC, without, 1 << 20)[2:6]  # the line counts: dropping it would show
