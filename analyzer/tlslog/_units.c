@@ -263,7 +263,9 @@ static PyObject *hits(PyObject *self, PyObject *args) {
         ptr b = (ptr)buf.buf, table = (ptr)tab.buf;
         i = start;
         while (i + 9 <= end) {
-            ptr hit = memmem(b + i, (size_t)(end - i), "AH0", 3);
+            /* "AH0" by its rare middle byte: memchr runs at memory speed where memmem costs 6x as much here
+               (1.9 million hits in the benchmark log, one per line) */
+            ptr hit = memchr(b + i + 1, 'H', (size_t)(end - i - 1));
             Py_ssize_t p, mend, s, be, e1 = -1, e2 = -1;
             int n, kind;
             span body, k1 = {-1, 0}, r1 = {-1, 0}, k2 = {-1, 0}, r2 = {-1, 0};
@@ -271,9 +273,13 @@ static PyObject *hits(PyObject *self, PyObject *args) {
             PyObject *t, *skey = Py_None, *frac = Py_None;
             if (hit == NULL)
                 break;
-            p = hit - b;
+            p = hit - b - 1;
             if (p + 9 > end)
                 break;
+            if (b[p] != 'A' || b[p + 2] != '0') {
+                i = p + 1;
+                continue;
+            }
             if (!(IS_DIGIT(b[p + 3]) && IS_DIGIT(b[p + 4]) && IS_DIGIT(b[p + 5]) && IS_DIGIT(b[p + 6])
                   && b[p + 7] == ':' && b[p + 8] == ' ')) {
                 i = p + 3; /* "AH0" cannot start again within itself */
