@@ -4,7 +4,18 @@ Issue 3's targets: one process within 4x `grep -cE` (six patterns); the gzipped
 file within 1.5x `zcat | grep -c`; `--jobs 2` on two files nearly 2x one job.
 hyperfine runs with `--output=pipe`: GNU grep -c writing to /dev/null stops at
 the first match and would look absurdly fast (see the benchmarking notes).
-mtail is not installed here; its row from the issue is not re-measured.
+
+Issue 3 also measured "mtail in one-shot mode with six counters 9.0 s" and asks the scan
+to be at least 7 times faster. mtail (Debian's 3.0.0~rc50, installed by
+bench/install-tools.sh) runs the program bench/templates/six.mtail, one counter per
+pattern of TLSLOG_SYNTH_SIX, as
+
+    mtail --one_shot --one_shot_format json --logtostderr --address 127.0.0.1 --port 0
+          --progs bench/templates/six.mtail --logs LOG
+
+(one-shot mode still opens its HTTP listener, on [::]:3903 by default: hence the
+loopback address and a port the kernel picks). Its counters must equal `grep -c` of
+their patterns; the results say whether they do.
 
 The log comes from the analyzer's own generator `tlslog.synth` (it also returns the
 true event counts, which `tlslog scan` must report: the benchmark checks it); tlslog is
@@ -14,6 +25,7 @@ part of the same installation, so there is no second generator to keep in step.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -28,6 +40,10 @@ GENERATOR_VERSION = 2  # bump when a generator's output changes, so cached logs 
 # the TLS/proxy error lines of tlslog.synth's log, as six grep patterns, and one literal
 TLSLOG_SYNTH_SIX = "AH02008|SSL Library Error|AH01996|AH02007|AH00957|AH01114"
 
+# the same six patterns as an mtail program, one counter each (read back by mtail_rules)
+MTAIL_PROGRAM = Path(__file__).with_name("templates") / "six.mtail"
+_MTAIL_RULE = re.compile(r"^/(?P<pattern>(?:[^/\\\n]|\\.)+)/\s*\{\s*(?P<counter>\w+)\+\+\s*\}", re.M)
+
 
 def generator() -> tuple[str, Callable[[Path, int], dict | None], str, str]:
     """(name, write(path, lines) -> true event counts, grep literal, grep six patterns)."""
@@ -41,6 +57,65 @@ def _tlslog() -> list[str] | None:
         return None
     probe = subprocess.run([*argv, "scan", "--help"], capture_output=True, text=True)
     return argv if probe.returncode == 0 else None
+
+
+def _mtail() -> str | None:
+    """The mtail executable when it is installed and runs, else None."""
+    exe = shutil.which("mtail")
+    if exe is None:
+        return None
+    probe = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    return exe if probe.returncode == 0 and "mtail version" in probe.stdout + probe.stderr else None
+
+
+def mtail_rules(program: Path = MTAIL_PROGRAM) -> dict[str, str]:
+    """{counter: pattern} of an mtail program written as rules `/PATTERN/ {` `COUNTER++` `}`.
+
+    >>> mtail_rules()["ssl_library_error"]
+    'SSL Library Error'
+    """
+    return {m["counter"]: m["pattern"] for m in _MTAIL_RULE.finditer(program.read_text())}
+
+
+def mtail_program_problem(program: Path = MTAIL_PROGRAM) -> str | None:
+    """Why `program` cannot stand for grep's six patterns, or None when it can."""
+    want = TLSLOG_SYNTH_SIX.split("|")
+    have = sorted(mtail_rules(program).values())
+    if have != sorted(want):
+        return (f"{program}: its rules count {have}, not the six patterns of TLSLOG_SYNTH_SIX {want}; "
+                f"write one rule `/PATTERN/ {{` NEWLINE `COUNTER++` NEWLINE `}}` per pattern")
+    return None
+
+
+def mtail_counts(stdout: str) -> dict[str, int]:
+    """{counter: value} from `mtail --one_shot --one_shot_format json`'s output, whose shape is
+    {name: [{"Name": name, "LabelValues": [{"Value": {"Value": 12, ...}}], ...}], ...}
+    (an unlabelled counter has one LabelValue; a counter never incremented may have none)."""
+    counts = {}
+    for name, metrics in json.loads(stdout).items():
+        counts[name] = sum(int(lv["Value"]["Value"]) for m in metrics for lv in m.get("LabelValues") or [])
+    return counts
+
+
+def check_mtail(stdout: str, log: Path, program: Path = MTAIL_PROGRAM) -> str:
+    """'ok: ...' when every counter of mtail's one-shot JSON equals `grep -cE PATTERN log`,
+    else 'MISMATCH: ...' naming each counter, its pattern, (mtail, grep)."""
+    try:
+        found = mtail_counts(stdout)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"could not read mtail's JSON: {e!r}"
+    wrong = {}
+    rules = mtail_rules(program)
+    for counter, pattern in rules.items():
+        done = subprocess.run(["grep", "-cE", "-e", pattern, str(log)], capture_output=True, text=True)
+        if done.returncode not in (0, 1):
+            return f"grep -cE {pattern!r} failed: {done.stderr.strip()}"
+        expected = int(done.stdout)
+        if found.get(counter, 0) != expected:
+            wrong[counter] = (pattern, found.get(counter, 0), expected)
+    if wrong:
+        return f"MISMATCH: counter: (pattern, mtail, grep -c) {wrong}"
+    return f"ok: each of the {len(rules)} counters equals grep -c of its pattern"
 
 
 def make_logs(directory: Path, lines: int) -> tuple[Path, Path, Path, dict | None]:
@@ -67,7 +142,8 @@ def make_logs(directory: Path, lines: int) -> tuple[Path, Path, Path, dict | Non
     return log, second, gz, truth
 
 
-def commands(log: Path, second: Path, gz: Path, tlslog: list[str] | None) -> dict[str, str]:
+def commands(log: Path, second: Path, gz: Path, tlslog: list[str] | None,
+             mtail: str | None = None) -> dict[str, str]:
     q = shlex.quote
     _, _, literal, six_patterns = generator()
     lit, six = q(literal), q(six_patterns)
@@ -85,6 +161,10 @@ def commands(log: Path, second: Path, gz: Path, tlslog: list[str] | None) -> dic
             "tlslog scan 2 files --jobs 1": f"{t} scan --format json --jobs 1 {q(str(log))} {q(str(second))}",
             "tlslog scan 2 files --jobs 2": f"{t} scan --format json --jobs 2 {q(str(log))} {q(str(second))}",
         }
+    if mtail:
+        # --logs is a comma-separated list of globs: the generated log's name holds neither
+        cmds["mtail"] = (f"{q(mtail)} --one_shot --one_shot_format json --logtostderr --address 127.0.0.1 "
+                         f"--port 0 --progs {q(str(MTAIL_PROGRAM))} --logs {q(str(log))}")
     return cmds
 
 
@@ -93,20 +173,29 @@ def run(out: Path, lines: int = 2_000_000, quick: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     log, second, gz, truth = make_logs(out.parent / "logbench", lines)
     tlslog = _tlslog()
-    cmds = commands(log, second, gz, tlslog)
+    mtail = _mtail()
+    mtail_problem = mtail_program_problem() if mtail else None
+    cmds = commands(log, second, gz, tlslog, None if mtail_problem else mtail)
     preflight = {}
     for name, cmd in cmds.items():
         done = subprocess.run(cmd, shell=True, capture_output=True, text=True)
         preflight[name] = {"exit": done.returncode, "stdout_head": done.stdout[:300], "stdout": done.stdout,
                            "stderr_tail": done.stderr[-500:]}
-    usable = {n: c for n, c in cmds.items() if preflight[n]["exit"] in (0, 1) and "Traceback" not in preflight[n]["stderr_tail"]}
+    # grep exits 1 when nothing matched, a count all the same; mtail's 1 is a failure (its program
+    # did not compile, a log could not be read)
+    usable = {n: c for n, c in cmds.items()
+              if preflight[n]["exit"] in ((0,) if n == "mtail" else (0, 1)) and "Traceback" not in preflight[n]["stderr_tail"]}
     # grep and friends take a fraction of a second: 1 warm-up + 5 runs. tlslog takes seconds and
-    # its preflight run above already warmed the page cache: 3 runs (2 with --quick).
-    fast = {n: c for n, c in usable.items() if not n.startswith("tlslog")}
+    # its preflight run above already warmed the page cache: 3 runs (2 with --quick). mtail takes
+    # about ten times tlslog's time (6 s on 2M lines): its own group, 2 runs (1 with --quick).
+    fast = {n: c for n, c in usable.items() if not n.startswith(("tlslog", "mtail"))}
     slow = {n: c for n, c in usable.items() if n.startswith("tlslog")}
+    slowest = {n: c for n, c in usable.items() if n == "mtail"}
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for label, group, opts in (("fast", fast, ["--warmup", "1", "--runs", "3" if quick else "5"]),
-                               ("tlslog", slow, ["--warmup", "0", "--runs", "2" if quick else "3"])):
+                               ("tlslog", slow, ["--warmup", "0", "--runs", "2" if quick else "3"]),
+                               ("mtail", slowest, ["--warmup", "0", "--runs", "1" if quick else "2"])):
         if not group:
             continue
         export = out / f"logbench-hyperfine-{label}.json"
@@ -115,7 +204,11 @@ def run(out: Path, lines: int = 2_000_000, quick: bool = False) -> dict:
         for name, cmd in group.items():
             argv += ["-n", name, cmd]
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        seconds |= {r["command"]: r["median"] for r in json.loads(export.read_text())["results"]}
+        results = json.loads(export.read_text())["results"]
+        seconds |= {r["command"]: r["median"] for r in results}
+        # user+system of the command and its children, mean over the runs: tells whether a
+        # command used more than one core (mtail's Go runtime may; --jobs 2 should)
+        cpu |= {r["command"]: r["user"] + r["system"] for r in results}
     line_count = lines
 
     def ratio(a: str, b: str) -> float | None:
@@ -132,27 +225,44 @@ def run(out: Path, lines: int = 2_000_000, quick: bool = False) -> dict:
                 f"MISMATCH: (found, expected) {wrong}, unexpected {extra}"
         except (ValueError, KeyError) as e:
             truth_check = f"could not read tlslog's JSON: {e}"
+    mtail_check, mtail_found = "mtail did not run", None
+    if "mtail" in usable:
+        mtail_check = check_mtail(preflight["mtail"]["stdout"], log)
+        try:
+            mtail_found = mtail_counts(preflight["mtail"]["stdout"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass  # check_mtail has said why
     for p in preflight.values():
         p.pop("stdout", None)
     return {
         "generator": generator()[0],
         "events_vs_truth": truth_check,
+        "mtail_vs_grep": mtail_check,
+        "mtail_counts": mtail_found,
+        "mtail_program": str(MTAIL_PROGRAM) if "mtail" in cmds else None,
         "lines": line_count,
         "log_bytes": log.stat().st_size,
         "gz_bytes": gz.stat().st_size,
         "tlslog": " ".join(tlslog) if tlslog else None,
         "median_seconds": seconds,
+        "cpu_seconds": cpu,
         "lines_per_second": {n: line_count / s for n, s in seconds.items() if s},
         "ratios": {
             "tlslog scan / grep -cE six (target <= 4)": ratio("tlslog scan", "grep -cE six"),
             "tlslog scan .gz / zcat | grep -c (target <= 1.5)": ratio("tlslog scan .gz", "zcat | grep -c"),
             "--jobs 1 / --jobs 2 on two files (target ~2)": ratio("tlslog scan 2 files --jobs 1", "tlslog scan 2 files --jobs 2"),
+            "mtail / tlslog scan (target >= 7)": ratio("mtail", "tlslog scan"),
         },
         "preflight": preflight,
         "skipped": {n: "failed its preflight run (see preflight)" for n in cmds if n not in usable}
                    | ({} if tlslog else {"tlslog scan": "tlslog scan is not available yet"})
-                   | {"mtail": "not installed on this machine; the issue's figure (9.0 s) is not re-measured"},
+                   | ({"mtail": MTAIL_ABSENT} if not mtail else {})
+                   | ({"mtail": mtail_problem} if mtail_problem else {}),
     }
+
+
+MTAIL_ABSENT = ("not installed on this machine (`bash bench/install-tools.sh` installs the Debian package); "
+                "the issue's figure (9.0 s) is not re-measured")
 
 
 def _cell(text: str) -> str:
@@ -163,11 +273,14 @@ def _cell(text: str) -> str:
 def table(lb: dict) -> str:
     lines = [f"{lb['lines']:,} lines from `{lb['generator']}`, {lb['log_bytes'] / 1e6:.0f} MB "
              f"({lb['gz_bytes'] / 1e6:.0f} MB gzipped); hyperfine medians, `--output=pipe`. "
-             f"tlslog's counts against the generator's truth: {lb['events_vs_truth']}.",
-             "", "| command | seconds | lines/s |", "|---|---|---|"]
+             f"tlslog's counts against the generator's truth: {lb['events_vs_truth']}. "
+             f"mtail's counters against `grep -c`: {lb.get('mtail_vs_grep', 'n/a')}.",
+             "", "| command | seconds | lines/s | CPU s (mean user+sys) |", "|---|---|---|---|"]
     for name, s in lb["median_seconds"].items():
         rate = lb["lines_per_second"].get(name)
-        lines.append(f"| `{_cell(name)}` | {s:.3f} | {'n/a' if rate is None else f'{rate / 1e6:.2f} M'} |")
+        c = lb.get("cpu_seconds", {}).get(name)
+        lines.append(f"| `{_cell(name)}` | {s:.3f} | {'n/a' if rate is None else f'{rate / 1e6:.2f} M'} "
+                     f"| {'n/a' if c is None else f'{c:.3f}'} |")
     lines += ["", "| ratio | value |", "|---|---|"]
     for name, v in lb["ratios"].items():
         lines.append(f"| {_cell(name)} | {'n/a' if v is None else f'{v:.2f}'} |")

@@ -117,12 +117,61 @@ def test_logbench_tiny(tmp_path):
     assert expected > 0
     assert int(lb["preflight"]["grep -c literal"]["stdout_head"]) == expected
     assert int(lb["preflight"]["zcat | grep -c"]["stdout_head"]) == expected
-    assert "mtail" in lb["skipped"]
+    if shutil.which("mtail"):
+        # mtail ran, timed in its own group; its counters equal each pattern's line count
+        # (counted here in Python, independently of the harness's own grep check)
+        assert "mtail" not in lb["skipped"], lb["skipped"]
+        assert lb["median_seconds"]["mtail"] > 0 and lb["cpu_seconds"]["mtail"] > 0
+        text = log.read_text().splitlines()
+        by_pattern = {p: sum(p in line for line in text) for p in logbench.TLSLOG_SYNTH_SIX.split("|")}
+        assert {logbench.mtail_rules()[c]: n for c, n in lb["mtail_counts"].items()} == by_pattern
+        assert all(by_pattern.values())
+        assert lb["mtail_vs_grep"] == "ok: each of the 6 counters equals grep -c of its pattern"
+        if lb["tlslog"]:
+            r = lb["ratios"]["mtail / tlslog scan (target >= 7)"]
+            assert r == lb["median_seconds"]["mtail"] / lb["median_seconds"]["tlslog scan"]
+        assert "| `mtail` |" in logbench.table(lb)
+    else:
+        # `make test` does not install mtail (tests/install-sysdeps.sh): the row says why it is absent
+        assert lb["skipped"]["mtail"] == logbench.MTAIL_ABSENT
+        assert "mtail" not in lb["median_seconds"] and lb["ratios"]["mtail / tlslog scan (target >= 7)"] is None
+        assert "skipped `mtail`: not installed" in logbench.table(lb)
     if lb["generator"] == "tlslog.synth" and lb["tlslog"]:
         # the harness compares the scan with the generator's truth and says so (tlslog's own
         # tests own its correctness; the bench only reports it)
         assert lb["events_vs_truth"].startswith(("ok: every category matches", "MISMATCH: ")), lb["events_vs_truth"]
     assert "| ratio | value |" in logbench.table(lb)
+
+
+def test_mtail_program_counts_grep_six_patterns():
+    # the shipped program has one counter per pattern grep -cE is timed with
+    rules = logbench.mtail_rules()
+    assert sorted(rules.values()) == sorted(logbench.TLSLOG_SYNTH_SIX.split("|"))
+    assert len(set(rules)) == 6 and logbench.mtail_program_problem() is None
+
+
+def test_mtail_program_that_drifts_from_grep_is_refused(tmp_path):
+    bad = tmp_path / "five.mtail"
+    bad.write_text(logbench.MTAIL_PROGRAM.read_text().replace("/AH01114/", "/AH01115/"))
+    why = logbench.mtail_program_problem(bad)
+    assert why is not None and str(bad) in why and "AH01115" in why and "TLSLOG_SYNTH_SIX" in why
+
+
+def test_mtail_counts_are_checked_against_grep(tmp_path):
+    # mtail's one-shot JSON shape (3.0.0~rc50), one counter off by one: the check names it
+    log = tmp_path / "e.log"
+    log.write_text("x AH02008: a\nx AH02008: b\nx SSL Library Error: c\nnothing\n")
+
+    def metric(n: int) -> list:
+        return [{"Name": "n", "Kind": 1, "LabelValues": [{"Value": {"Value": n, "Time": 1}}]}]
+    counts = {c: metric(0) for c in logbench.mtail_rules()}
+    counts["ah02008_handshake_failed"] = metric(2)
+    counts["ssl_library_error"] = metric(1)
+    assert logbench.check_mtail(json.dumps(counts), log).startswith("ok: each of the 6 counters")
+    counts["ssl_library_error"] = metric(2)
+    got = logbench.check_mtail(json.dumps(counts), log)
+    assert got == "MISMATCH: counter: (pattern, mtail, grep -c) {'ssl_library_error': ('SSL Library Error', 2, 1)}"
+    assert logbench.check_mtail("Listening on 127.0.0.1:0", log).startswith("could not read mtail's JSON")
 
 
 @needs_tools
