@@ -110,20 +110,22 @@ def run_command(args: argparse.Namespace) -> int:
 def scan_with_dask(args: argparse.Namespace, opts, warn_path):
     """Run the scan on Dask when ``--dask`` is given, or through fsspec when the paths are URLs; returns the
     ScanResult, or an int exit status on error, or None for a plain local scan (the caller scans as usual)."""
-    from .distributed import DaskError, is_url
+    dask = getattr(args, "dask", None)
+    if not dask and not any("://" in p for p in opts.paths):
+        return None  # a plain local scan: tlslog.distributed is not even imported (1-2 ms of start-up)
+    from .distributed import DaskError, is_url, parse_spec, scan_on_dask, scan_urls
 
     urls = any(is_url(p) for p in opts.paths)
-    if not getattr(args, "dask", None) and not urls:
+    if not dask and not urls:
         return None
-    from .distributed import parse_spec, scan_on_dask, scan_urls
 
     try:
-        if not args.dask:
+        if not dask:
             if not all(is_url(p) for p in opts.paths):
                 raise DaskError("give either local paths or fsspec URLs, not both in one scan")
             return scan_urls(opts)
-        parse_spec(args.dask)
-        return scan_on_dask(opts, args.dask, warn_path=warn_path)
+        parse_spec(dask)
+        return scan_on_dask(opts, dask, warn_path=warn_path)
     except (ValueError, DaskError) as exc:
         return _error(str(exc))
 

@@ -484,8 +484,8 @@ def _run_parallel(units: list[Unit], jobs: int, progress: Callable[[int, int], N
     if progress is None:
         return workers.run(run_unit, units, jobs)
 
-    def show() -> None:
-        progress(min(workers.done_bytes(), total), total)
+    def show() -> None:  # 100 % only once every result is in (scan() says it at the end)
+        progress(min(workers.done_bytes(), total - 1), total)
 
     def on_block(n: int) -> None:
         workers.add_bytes(n)
