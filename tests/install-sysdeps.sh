@@ -22,6 +22,7 @@ declare -A want=(
   [gcc]=gcc  # builds the LD_PRELOAD shim bench/noresume.c
   [zcat]=gzip
   [grep]=grep
+  [mtail]=mtail  # bench/logbench.py times it against tlslog scan (issue 3); tests/bench runs that on a small log
 )
 missing=()
 for cmd in "${!want[@]}"; do
