@@ -12,6 +12,6 @@ Modules:
 - `loadgen`: wrk runs, the no-resumption LD_PRELOAD shim, wrk output parsing.
 - `scenarios`: the table of scenarios.
 - `report`: medians, ratios, the markdown table, JSON.
-- `logbench`: `tlslog scan` against grep, timed by hyperfine.
+- `logbench`: `tlslog scan` against grep and mtail, timed by hyperfine.
 - `baseline_twisted`: a naive twisted.web + Agent reverse proxy (the "plain Twisted" row).
 """

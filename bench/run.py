@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import logbench
         lb = logbench.run(out, lines=args.log_lines, quick=args.quick)
         results["logbench"] = lb
-        text += ["## tlslog scan against grep", "", logbench.table(lb), ""]
+        text += ["## tlslog scan against grep and mtail", "", logbench.table(lb), ""]
     results["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     md = "\n".join(text)
