@@ -300,8 +300,8 @@ class ScanOptions:
     input_format: str | None = None
     tz: str | None = None
     jobs: int = 1
-    #: with jobs > 1, no range of a plain file is larger than this; None: ranges are sized for balance alone
-    #: (tlslog.schedule: as few units as keep the workers evenly loaded, none below MIN_RANGE_BYTES)
+    #: with jobs > 1, a fixed split: every plain file in ceil(size / range_bytes) equal ranges (tests, Dask);
+    #: None: as few units as keep the workers evenly loaded (tlslog.schedule)
     range_bytes: int | None = None
     progress: Callable[[int, int], None] | None = None
     #: runs run_unit over the units elsewhere, results in any order (a Dask cluster: tlslog.distributed)
@@ -380,7 +380,7 @@ def plan(inputs: list[Input], forced: Format | None, opts: ScanOptions) -> tuple
     """Inputs -> units in the order to run them (and stats for files that produced no unit: unopenable ones).
 
     ``--jobs 1``: whole files in input order. More jobs: as few units as keep the workers evenly loaded, biggest
-    first (:mod:`tlslog.schedule`); ``opts.range_bytes`` caps a range's size."""
+    first (:mod:`tlslog.schedule`); ``opts.range_bytes`` asks for a fixed split instead."""
     names: dict[int, str | None] = {}
     pieces: list[Piece] = []
     failed: dict[int, FileStats] = {}

@@ -9,13 +9,15 @@ the workers finish together. The workers take units from one queue, biggest firs
 LPT; Graham 1969: within 4/3 of the optimum, and exact for the common cases below). So:
 
 1. ``jobs == 1``: every file whole, in input order (nothing to balance).
-2. Files larger than ``max_range`` (an explicit cap; tests and the Dask path use it) are cut into equal ranges of at
-   most that size.
-3. Then the fewest extra cuts that balance: for k = 0, 1, 2, ... the plain files are cut into ranges of about
-   ``total / (jobs * k)`` bytes (k = 0: no extra cut), never smaller than ``min_range``; the first k whose LPT
-   schedule ends within ``BALANCE`` of the ideal (``total / jobs``, or the largest piece that cannot be cut) wins.
-   Two files of equal size on two workers: two whole files. One file on two workers: two halves. Three equal files
-   on two workers: six halves (three per worker).
+2. ``max_range`` given (``--jobs`` has no option for it; tests and ``tlslog.distributed``'s callers use it): a fixed
+   split, every plain file in ``ceil(size / max_range)`` equal ranges, nothing else.
+3. Otherwise the first of these candidates whose LPT schedule ends within ``BALANCE`` of the ideal (``total /
+   jobs``, or the largest piece that cannot be cut), else the best of them:
+   whole files; McNaughton's wrap-around (the plain files end to end, cut where a worker's share is full: at most
+   ``jobs - 1`` cuts); the plain files in equal ranges of ``total / (jobs * k)`` for k = 1 ... ``MAX_SPLIT``. No
+   range is made smaller than ``min_range`` for balance's sake.
+   Two files of equal size on two workers: two whole files. One file: two halves. Three equal files: two whole
+   files and the halves of the third.
 
 Compressed files are never cut (a range of a compressed stream cannot be decoded on its own); their weight is their
 estimated decompressed size (gzip's trailer when it is plausible, else the on-disk size times a typical ratio), so
@@ -88,10 +90,6 @@ def _lpt(pieces: list[Piece]) -> list[Piece]:
     return sorted(pieces, key=lambda p: (-p.cost, p.index, p.start))
 
 
-def _capped(p: Piece, start: int, end: int, cap: int | None) -> list[Piece]:
-    return _ranges(p, start, end, -(-(end - start) // cap) if cap else 1)
-
-
 def _equal_cuts(base: list[Piece], target: int | None, cap: int | None, floor: int) -> list[Piece]:
     """Every plain file in equal ranges of at most ``target`` (None: whole) and ``cap`` bytes, none below
     ``floor`` for the target's sake."""
@@ -107,7 +105,7 @@ def _equal_cuts(base: list[Piece], target: int | None, cap: int | None, floor: i
     return out
 
 
-def _wrap_around(base: list[Piece], jobs: int, ideal: int, cap: int | None, floor: int) -> list[Piece]:
+def _wrap_around(base: list[Piece], jobs: int, ideal: int, floor: int) -> list[Piece]:
     """McNaughton's wrap-around (1959): the pieces that cannot be cut go to the workers biggest first, then the
     plain files, biggest first, are laid end to end and cut where a worker's share (``ideal``) is full: at most
     ``jobs - 1`` cuts, so at most ``files + jobs - 1`` pieces. A cut that would leave a piece below ``floor`` is
@@ -131,7 +129,7 @@ def _wrap_around(base: list[Piece], jobs: int, ideal: int, cap: int | None, floo
                 cuts.append(c)
         cuts.append(p.size)
         for s0, e0 in zip(cuts, cuts[1:]):
-            out.extend(_capped(p, s0, e0, cap))
+            out.extend(_ranges(p, s0, e0, 1))
         pos += p.size
     return out
 
@@ -141,20 +139,21 @@ def schedule(inputs: list[Piece], jobs: int, *, max_range: int | None = None,
     """The pieces to run, in the order to hand them out (see the module's docstring)."""
     if jobs <= 1 or not inputs:
         return list(inputs)
-    cap = max_range or None
-    floor = min(min_range, cap) if cap else min_range
     base = list(inputs)
+    if max_range:  # a fixed split, asked for: every plain file in ceil(size / max_range) equal ranges
+        return _lpt(_equal_cuts(base, None, max_range, 1))
+    floor = min_range
     total = sum(p.cost for p in base)
     fixed = max((p.cost for p in base if not p.cuttable), default=0)
     ideal = max(-(-total // jobs), fixed)
     good = ideal * (1 + BALANCE)
 
     def candidates():
-        yield _equal_cuts(base, None, cap, floor)
-        yield _wrap_around(base, jobs, ideal, cap, floor)
+        yield _equal_cuts(base, None, None, floor)
+        yield _wrap_around(base, jobs, ideal, floor)
         for k in range(1, MAX_SPLIT + 1):
             target = max(total // (jobs * k), floor, 1)
-            yield _equal_cuts(base, target, cap, floor)
+            yield _equal_cuts(base, target, None, floor)
             if target == floor:  # smaller ranges are not made
                 return
 

@@ -60,17 +60,18 @@ def test_units_for_sizes(sizes, plain, jobs, expected):
     assert shape(schedule(inputs, jobs)) == expected
 
 
-def test_a_cap_cuts_into_at_most_cap_sized_ranges():
+def test_range_bytes_asks_for_a_fixed_split():
     got = schedule([Piece(0, 100 * M), Piece(1, 8 * M)], 2, max_range=30 * M)
-    assert shape(got) == [(0, 25)] * 4 + [(1, 8)]
+    assert shape(got) == [(0, 25)] * 4 + [(1, 8)]  # ceil(100 / 30) = 4 equal ranges; 8 MiB whole; unbalanced
     assert [(p.start, p.end) for p in got if p.index == 0] == [(i * 25 * M, (i + 1) * 25 * M) for i in range(4)]
-    # below the floor too: the cap is what tests and the Dask path use to force many ranges
-    assert len(schedule([Piece(0, 1000)], 2, max_range=300)) == 4
+    assert len(schedule([Piece(0, 1000)], 2, max_range=300)) == 4  # below the floor too
 
 
 def test_compressed_files_are_never_cut():
-    got = schedule([Piece(0, 500 * M, False, 4000 * M), Piece(1, 500 * M, False, 4000 * M)], 8, max_range=M)
+    got = schedule([Piece(0, 500 * M, False, 4000 * M), Piece(1, 500 * M, False, 4000 * M)], 8)
     assert [(p.index, p.start, p.end) for p in got] == [(0, 0, None), (1, 0, None)]
+    got = schedule([Piece(0, 500 * M, False, 4000 * M), Piece(1, 50 * M)], 8, max_range=M)
+    assert [(p.index, p.start, p.end) for p in got][:2] == [(0, 0, None), (1, 0, M)]
 
 
 sizes_st = st.lists(st.tuples(st.integers(0, 600 * M), st.booleans()), min_size=1, max_size=7)
@@ -89,20 +90,18 @@ def test_any_sizes_are_covered_once_and_balanced_or_no_worse_than_uncut(files, j
         assert mine[0][0] == 0 and mine[-1][1] == inp.size  # the whole file ...
         assert all(a[1] == b[0] for a, b in zip(mine, mine[1:]))  # ... once, in contiguous ranges
         lens = [e - s for s, e in mine]
-        if len(mine) > 1:
-            if cap and max(lens) <= cap and -(-inp.size // cap) == len(mine):
-                pass  # cut by the cap alone
-            else:
-                assert min(lens) >= MIN_RANGE_BYTES // 2 or (cap and cap < MIN_RANGE_BYTES)
         if cap:
-            assert max(lens) <= cap or len(mine) == 1 and inp.size <= cap
+            assert len(mine) == max(1, -(-inp.size // cap)) and max(lens) - min(lens) <= 1
+        elif len(mine) > 1:
+            assert min(lens) >= MIN_RANGE_BYTES
     if jobs > 1:
         costs = [p.cost for p in got]
         assert costs == sorted(costs, reverse=True)  # biggest first
-        whole = schedule(inputs, jobs, max_range=cap, min_range=1 << 62)  # the cap's cuts only
-        total = sum(p.cost for p in inputs)
-        ideal = max(-(-total // jobs), max((p.cost for p in inputs if not p.cuttable), default=0))
-        assert makespan(costs, jobs) <= max(makespan([p.cost for p in whole], jobs), ideal * (1 + BALANCE))
+        if not cap:
+            whole = [p.cost for p in inputs]
+            total = sum(whole)
+            ideal = max(-(-total // jobs), max((p.cost for p in inputs if not p.cuttable), default=0))
+            assert makespan(costs, jobs) <= max(makespan(sorted(whole, reverse=True), jobs), ideal * (1 + BALANCE))
 
 
 def test_one_file_per_worker_when_they_balance():
