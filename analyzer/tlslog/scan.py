@@ -47,6 +47,9 @@ class Unit:
     tz: str | None
     start: int = 0
     end: int | None = None  # None: the whole file, decompressed as needed
+    #: the unit is a whole stream (a whole file, not part of a rotated set): its open groups are closed where it
+    #: runs, so its result carries no joiner state (a 10 MB file's result pickles in 2.5 KB instead of 360 KB)
+    alone: bool = False
 
 
 @dataclass
@@ -272,6 +275,8 @@ def run_unit(unit: Unit) -> UnitResult:
     else:
         base, chunks = file_range(unit.path, unit.start, unit.end, warn)
         process_chunks(chunks, fmt, stats, store, joiner, ctx, base=base, warn=warn)
+    if unit.alone:
+        joiner.finish()  # what merge_stream would do with this one result
     _finish_ctx(ctx, store, stats, source)
     return UnitResult(unit.index, unit.seq, store, joiner.keys)
 
@@ -407,7 +412,9 @@ def plan(inputs: list[Input], forced: Format | None, opts: ScanOptions) -> tuple
         seq[(index, start)] = seq.get((index, -1), 0)
         seq[(index, -1)] = seq[(index, start)] + 1
     paths = {inp.index: inp.path for inp in inputs}
-    units = [Unit(p.index, seq[(p.index, p.start)], paths[p.index], names[p.index], opts.tz, p.start, p.end)
+    alone = {s[0].index for s in streams(inputs) if len(s) == 1}
+    units = [Unit(p.index, seq[(p.index, p.start)], paths[p.index], names[p.index], opts.tz, p.start, p.end,
+                  p.end is None and p.index in alone)
              for p in chosen]
     return units, failed
 

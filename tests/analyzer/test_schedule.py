@@ -3,6 +3,7 @@ gives the same answer (tlslog.scan), and the fork workers (tlslog.workers): orde
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -176,6 +177,26 @@ def test_ranges_run_in_any_order_merge_to_the_same_store(logs):
     backward = merge_stream([run_unit(u) for u in reversed(units)], {0: "apache"})
     assert forward.category_totals() == backward.category_totals()
     assert forward.files[0].lines == 9000
+
+
+def test_a_file_that_is_a_stream_alone_closes_its_groups_where_it_runs(logs, tmp_path):
+    """A whole file that is not part of a rotated set sends back no joiner state (the results of many small files
+    were 360 KB each, pickled and merged by one process); the answer is the same."""
+    _, paths, _ = logs
+    units, _ = plan(expand([str(paths[0])], lambda p, m: None), None, ScanOptions([], jobs=1))
+    assert units[0].alone
+    here, there = run_unit(units[0]), run_unit(dataclasses.replace(units[0], alone=False))
+    assert here.keys == {} and len(there.keys) > 10
+    a, b = merge_stream([here], {0: "apache"}), merge_stream([there], {0: "apache"})
+    assert (a.events, a.first, a.last, a.examples, a.files[0].events) == (b.events, b.first, b.last, b.examples,
+                                                                          b.files[0].events)
+    # a rotated set is one stream: a group cut by the rotation is joined across the files, so nothing is closed early
+    (tmp_path / "error_log.1").write_bytes(paths[1].read_bytes())
+    (tmp_path / "error_log").write_bytes(paths[2].read_bytes())
+    rotated, _ = plan(expand([str(tmp_path)], lambda p, m: None), None, ScanOptions([], jobs=2))
+    assert len(rotated) == 2 and not any(u.alone for u in rotated)
+    ranges, _ = plan(expand([str(paths[0])], lambda p, m: None), None, ScanOptions([], jobs=2, range_bytes=1 << 20))
+    assert len(ranges) > 1 and not any(u.alone for u in ranges)
 
 
 def test_cli_jobs_2_equals_jobs_1(logs):
