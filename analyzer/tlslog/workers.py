@@ -31,7 +31,6 @@ import pickle
 import select
 import signal
 import struct
-import traceback
 from typing import Callable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -125,6 +124,8 @@ def _child(state: _State, fn: Callable[[T], R], items: Sequence[T], w: int, out:
             end += _SLOT.size + len(data)
             state.publish(end)  # after the write: what is published is all there
     except BaseException:  # noqa: BLE001 - everything goes back to the parent as text
+        import traceback  # here: 1 ms of start-up on the path to the first unit otherwise
+
         status = 1
         try:
             _write_all(status_fd, traceback.format_exc().encode("utf-8", "replace"))
