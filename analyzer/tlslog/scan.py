@@ -467,13 +467,17 @@ def _scan_stdin(inp: Input, forced: Format | None, tz: str | None) -> Store:
     return store
 
 
+#: --jobs runs on tlslog.workers (fork); elsewhere a spawn pool: fork without exec is unsafe on macOS
+_FORK = sys.platform.startswith("linux")
+
+
 def _run_parallel(units: list[Unit], jobs: int, progress: Callable[[int, int], None] | None,
                   sizes: list[int]) -> list[UnitResult]:
     """The units on ``jobs`` processes; ``sizes``: each unit's bytes on disk (progress). Linux:
     :mod:`tlslog.workers` (this process is one of them; progress from the bytes every process has scanned).
     Elsewhere a spawn pool (fork is unsafe on macOS; Windows has none)."""
     total = sum(sizes)
-    if not sys.platform.startswith("linux"):
+    if not _FORK:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
