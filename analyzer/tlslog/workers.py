@@ -5,7 +5,7 @@ analyzer-speed.md, round of task h20), the pool's start and its threads cost the
 workers on a 2-core machine, and every unit and result crosses its queues. Here:
 
 - the units are in memory before the fork, so nothing is sent to a worker: the queue is one shared counter (an
-  anonymous shared ``mmap``) behind a one-byte pipe used as a lock;
+  anonymous shared ``mmap``) behind a POSIX record lock (``lockf``, released by the kernel if its holder dies);
 - this process is worker 0: with two jobs only one process is forked, and its own results are never pickled;
 - a forked worker pickles each result as soon as it has it into its own in-memory file (``memfd``; a pipe would
   block the worker while this process is busy with a unit of its own) and then publishes the new end of the
@@ -25,6 +25,7 @@ and reaps its workers before the ``KeyboardInterrupt`` goes on.
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import pickle
@@ -51,16 +52,17 @@ class _State:
         self.mem = mmap.mmap(-1, _SLOT.size * (1 + 2 * jobs))  # anonymous and MAP_SHARED: seen by the forks
         self.jobs = jobs
         self.worker = 0
-        self.lock_r, self.lock_w = os.pipe()
-        os.write(self.lock_w, b"x")
+        # a POSIX record lock: held per process, and the kernel drops it when its process dies, so a worker
+        # killed while it takes a unit cannot leave the others waiting for ever (a token in a pipe would)
+        self.lock = os.memfd_create("tlslog-queue", os.MFD_CLOEXEC)
 
     def take(self) -> int:
-        os.read(self.lock_r, 1)  # one byte in the pipe: whoever reads it holds the lock
+        fcntl.lockf(self.lock, fcntl.LOCK_EX)
         try:
             (i,) = _SLOT.unpack_from(self.mem, 0)
             _SLOT.pack_into(self.mem, 0, i + 1)
         finally:
-            os.write(self.lock_w, b"x")
+            fcntl.lockf(self.lock, fcntl.LOCK_UN)
         return i
 
     def add(self, n: int) -> None:
@@ -77,8 +79,7 @@ class _State:
         return sum(_SLOT.unpack_from(self.mem, _SLOT.size * (1 + w))[0] for w in range(self.jobs))
 
     def close(self) -> None:
-        os.close(self.lock_r)
-        os.close(self.lock_w)
+        os.close(self.lock)
         self.mem.close()
 
 

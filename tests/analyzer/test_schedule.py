@@ -4,6 +4,7 @@ gives the same answer (tlslog.scan), and the fork workers (tlslog.workers): orde
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import gzip
 import json
 import os
@@ -305,6 +306,28 @@ def _die_in_worker(i: int) -> int:
 def test_a_killed_worker_is_reported():
     with pytest.raises(workers.WorkerError, match=r"ended without its results \(killed by SIGKILL\)"):
         workers.run(_die_in_worker, list(range(30)), 2)
+
+
+def _die_holding_the_queue(i: int) -> int:
+    if os.getpid() != PARENT:
+        fcntl.lockf(workers._state.lock, fcntl.LOCK_EX)  # as if killed inside State.take
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.02)
+    return i
+
+
+def test_a_worker_killed_while_taking_a_unit_does_not_stall_the_others():
+    def stalled(signum, frame):
+        raise AssertionError("the queue stayed locked after its holder died")
+
+    old = signal.signal(signal.SIGALRM, stalled)
+    signal.alarm(20)
+    try:
+        with pytest.raises(workers.WorkerError, match=r"killed by SIGKILL"):
+            workers.run(_die_holding_the_queue, list(range(30)), 2)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def _interrupt_here(i: int) -> int:
