@@ -271,7 +271,15 @@ def _py_hits(block: bytes, start: int, end: int, table: bytes = b"") -> tuple[li
 
 
 #: the candidate IDs for the C lexer, indexed by the four digits after "AH0": 1 a simple ID (a unit), 2 another
-ID_TABLE = bytes(1 if f"{n:04d}" in _SIMPLE_SET else 2 if f"{n:04d}" in _OTHERS_SET else 0 for n in range(10000))
+def _id_table() -> bytes:
+    table = bytearray(10000)
+    for kind, ids in ((1, _SIMPLE_SET), (2, _OTHERS_SET)):
+        for i in ids:
+            table[int(i)] = kind
+    return bytes(table)
+
+
+ID_TABLE = _id_table()
 
 try:
     if os.environ.get("TLSLOG_PURE_PYTHON"):
