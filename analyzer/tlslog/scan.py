@@ -408,9 +408,10 @@ def plan(inputs: list[Input], forced: Format | None, opts: ScanOptions) -> tuple
             pieces.append(Piece(inp.index, size))
     chosen = schedule(pieces, opts.jobs, max_range=opts.range_bytes)
     seq: dict[tuple[int, int], int] = {}  # a range's position within its file: the order the merge needs
+    ranges_of: Counter = Counter()
     for index, start in sorted((p.index, p.start) for p in chosen):
-        seq[(index, start)] = seq.get((index, -1), 0)
-        seq[(index, -1)] = seq[(index, start)] + 1
+        seq[(index, start)] = ranges_of[index]
+        ranges_of[index] += 1
     paths = {inp.index: inp.path for inp in inputs}
     alone = {s[0].index for s in streams(inputs) if len(s) == 1}
     units = [Unit(p.index, seq[(p.index, p.start)], paths[p.index], names[p.index], opts.tz, p.start, p.end,
@@ -496,7 +497,7 @@ def _run_parallel(units: list[Unit], jobs: int, progress: Callable[[int, int], N
         return workers.run(run_unit, units, jobs)
 
     def show() -> None:  # 100 % only once every result is in (scan() says it at the end)
-        progress(min(workers.done_bytes(), total - 1), total)
+        progress(min(workers.done_bytes(), max(0, total - 1)), total)
 
     def on_block(n: int) -> None:
         workers.add_bytes(n)
