@@ -141,6 +141,10 @@ def test_logbench_tiny(tmp_path):
         # tests own its correctness; the bench only reports it)
         assert lb["events_vs_truth"].startswith(("ok: every category matches", "MISMATCH: ")), lb["events_vs_truth"]
     assert "| ratio | value |" in logbench.table(lb)
+    if lb["tlslog"]:
+        rate = lb["ratios"]["lines/s: --jobs 2 on two files / one process on one file (target ~2)"]
+        assert rate == pytest.approx(lb["lines_per_second"]["tlslog scan 2 files --jobs 2"]
+                                     / lb["lines_per_second"]["tlslog scan"])
     for name, secs in lb["median_seconds"].items():  # the two-file commands read twice the lines
         lines = 5_000 * (2 if "2 files" in name else 1)
         assert lb["lines_per_second"][name] == pytest.approx(lines / secs), name
