@@ -23,6 +23,7 @@ certificates and keys is `tlsctx.build_contexts()`'s job.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,23 @@ def load_partial(path: str | os.PathLike[str]) -> tuple[model.Config | None, Col
         ctx.lines = Lines(text)
         data = tomllib.loads(text)
     except UnicodeDecodeError as exc:
-        ctx.error("", f"not UTF-8 text: {exc}", "save the file as UTF-8")
+        line = raw.count(b"\n", 0, exc.start) + 1  # the line of the first bad byte, as editors count
+        ctx.c.error(ctx.where(""), f"not UTF-8 text: {exc}", "save the file as UTF-8", line)
         return None, ctx.c
     except tomllib.TOMLDecodeError as exc:
-        ctx.error("", f"TOML syntax error: {exc}", "fix the syntax at that line (https://toml.io)")
+        ctx.c.error(ctx.where(""), f"TOML syntax error: {exc}", "fix the syntax at that line (https://toml.io)",
+                    _syntax_error_line(exc, text))
         return None, ctx.c
     return _from_data(ctx, data), ctx.c
+
+
+def _syntax_error_line(exc: tomllib.TOMLDecodeError, text: str) -> int | None:
+    """The line tomllib names in its message ("... (at line 3, column 7)"; the last line for "(at end of
+    document)"): Python 3.11's TOMLDecodeError has no lineno attribute yet (3.14 adds it)."""
+    m = re.search(r"\(at line (\d+), column \d+\)$", str(exc))
+    if m:
+        return int(m.group(1))
+    return text.count("\n") + 1 if str(exc).endswith("(at end of document)") else None
 
 
 def from_data(data: Any, path: str | os.PathLike[str]) -> tuple[model.Config, Collector]:

@@ -134,8 +134,10 @@ def check_grid(name: str, d: dict) -> None:
     for p in d["panels"]:
         g = p["gridPos"]
         assert 0 <= g["x"] and g["x"] + g["w"] <= 24, f"{name}: {p['title']!r} leaves the 24 columns: {g}"
-        # h >= 1 also keeps the overlap check below honest: a panel of height 0 takes no cell
-        assert 1 <= g["h"] <= 10, f"{name}: {p['title']!r} is too tall for a laptop screen: {g}"
+        assert g["y"] >= 0, f"{name}: {p['title']!r} is above the dashboard: {g}"
+        # a panel 0 wide or 0 tall takes no cell: it would pass the overlap check below whatever its place
+        assert g["w"] >= 1 and g["h"] >= 1, f"{name}: {p['title']!r} has no size: {g}"
+        assert g["h"] <= 10, f"{name}: {p['title']!r} is too tall for a laptop screen: {g}"
         if p["type"] != "row":
             assert g["w"] >= 4, f"{name}: {p['title']!r} too narrow to read: {g}"
         for x in range(g["x"], g["x"] + g["w"]):
@@ -148,7 +150,9 @@ def check_grid(name: str, d: dict) -> None:
 
 @pytest.mark.parametrize("change, message", [
     (lambda g: g.update(h=11), "too tall"),
-    (lambda g: g.update(h=0), "too tall"),
+    (lambda g: g.update(h=0), "has no size"),
+    (lambda g: g.update(w=0), "has no size"),
+    (lambda g: g.update(y=-1), "above the dashboard"),
     (lambda g: g.update(x=g["x"] + 1, w=24), "leaves the 24 columns"),
     (lambda g: g.update(y=g["y"] - 1), "overlaps"),
 ])

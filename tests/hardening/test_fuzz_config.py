@@ -42,7 +42,14 @@ def check_load(path: Path, raw: bytes) -> None:
         for p in exc.problems + exc.warnings:
             assert p.where.startswith(str(path)), p
             assert p.message
-            if p.line is not None:
+            if p.message.startswith(("TOML syntax error", "not UTF-8 text")):
+                # the whole file is refused: the problem must say where, and the line tomllib or the decoder
+                # names is the one reported (an editor jumps there)
+                assert p.line is not None, str(p)
+                assert 1 <= p.line <= len(lines), (p.line, len(lines), str(p))
+                assert f"(at line {p.line}," in p.message or p.message.startswith("not UTF-8") \
+                    or p.message.endswith("(at end of document)"), str(p)
+            elif p.line is not None:
                 assert 1 <= p.line <= len(lines), (p.line, len(lines), str(p))
                 assert points_at_key(lines[p.line - 1], p.where), (p.line, lines[p.line - 1], str(p))
         text = str(exc)
@@ -52,15 +59,22 @@ def check_load(path: Path, raw: bytes) -> None:
 
 
 def points_at_key(line: str, where: str) -> bool:
-    """Whether `line` can be where `where`'s key path is written: it names one of the path's
-    keys (the key, or a parent: a missing key is reported at its table, an inline table's
-    at the line that opens it) or is a table header. A line number shifted by one (the
-    str.splitlines() bug of config_lines, fixed with this check) points elsewhere."""
+    """Whether `line` can be where `where`'s key path is written: a key line whose key (the part
+    before the first "=", dotted or quoted) names one of the path's keys, or a table header naming
+    one of them (a missing key is reported at its table, an inline table's at the line that opens
+    it). A key's *value* does not count: `certificate = "/x/server.key"` is not where `tls.key` is
+    written. A line number shifted by one (the str.splitlines() bug of config_lines, fixed with this
+    check) points elsewhere."""
     _, _, keypath = where.partition(": ")
-    if line.lstrip().startswith("["):
-        return True
-    names = {part.split("[", 1)[0] for part in keypath.split(".") if part}
-    return any(name and name in line for name in names)
+    names = {part.split("[", 1)[0] for part in keypath.split(".") if part} - {""}
+    text = line.strip()
+    if text.startswith("["):  # [table] or [[array of tables]], maybe dotted, spaced or quoted
+        written = text.lstrip("[").split("]", 1)[0]
+    elif "=" in text:
+        written = text.split("=", 1)[0]
+    else:
+        return False
+    return any(part.strip().strip("\"'") in names for part in written.split("."))
 
 
 # -- the shipped file, mutated -------------------------------------------------------------

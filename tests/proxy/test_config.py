@@ -177,6 +177,25 @@ def test_malformed_files(tmp_path, text, fragment):
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize("raw, line", [
+    (b"[server]\nworkers = 2\nworkers = 3\n", 3),  # tomllib: "Cannot overwrite a value (at line 3, column 12)"
+    (b"[server]\nworkers = \n", 2),
+    (b"[server]\nworkers = [1,\n", 3),  # "(at end of document)": the last line
+    (b"# caf\xe9\n", 1),  # latin-1, not UTF-8: the line of the first bad byte
+    (b"[server]\n\n# ok\n# caf\xe9\n", 4),
+])
+def test_a_file_refused_whole_names_its_line(tmp_path, raw, line):
+    """A syntax error or a byte that is not UTF-8 is reported with its line (the `line` of the
+    problem, which `tlsfront check` prints and editors jump to), not only inside the message."""
+    path = tmp_path / "x.toml"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigErrors) as info:
+        config.load(path)
+    (problem,) = info.value.problems
+    assert problem.line == line, str(problem)
+    assert f"(line {line})" in str(info.value)
+
+
 @pytest.mark.parametrize(
     "protocols, insecure, fragment",
     [
