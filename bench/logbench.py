@@ -257,8 +257,7 @@ def run(out: Path, lines: int = 2_000_000, quick: bool = False) -> dict:
             # the words, "twice the single-process rate": lines/s of --jobs 2 on two files against lines/s of
             # one process on one file (the first ratio also counts the start-up once in --jobs 1, twice the work)
             "lines/s: --jobs 2 on two files / one process on one file (target ~2)":
-                (2 * ratio("tlslog scan", "tlslog scan 2 files --jobs 2")
-                 if ratio("tlslog scan", "tlslog scan 2 files --jobs 2") else None),
+                2 * one_vs_two if (one_vs_two := ratio("tlslog scan", "tlslog scan 2 files --jobs 2")) else None,
             "mtail / tlslog scan (target >= 7)": ratio("mtail", "tlslog scan"),
         },
         "preflight": preflight,

@@ -54,12 +54,18 @@ static inline int lit(ptr b, Py_ssize_t i, Py_ssize_t end, const char *s, Py_ssi
     return i + n <= end && memcmp(b + i, s, (size_t)n) == 0;
 }
 
-/* the first i in [i, end) whose byte is one of the (up to three) stops, or end */
+/* the first i in [i, end) whose byte is one of the stops (a stop given twice: two stops), or end */
 static inline Py_ssize_t run_until(ptr b, Py_ssize_t i, Py_ssize_t end, unsigned char x, unsigned char y,
                                    unsigned char z) {
     while (i < end && b[i] != x && b[i] != y && b[i] != z)
         i++;
     return i;
+}
+
+/* the end of the line at b[i] (its "\n"), or end */
+static inline Py_ssize_t line_end(ptr b, Py_ssize_t i, Py_ssize_t end) {
+    const unsigned char *nl = i < end ? memchr(b + i, '\n', (size_t)(end - i)) : NULL;
+    return nl != NULL ? nl - b : end;
 }
 
 static inline Py_ssize_t digits(ptr b, Py_ssize_t i, Py_ssize_t end) {
@@ -193,7 +199,7 @@ static int parse_head(ptr b, Py_ssize_t s, Py_ssize_t q, head_fields *h) {
     }
     /* ( "[" ("client"|"remote") " " [^]\n]* "] " )? */
     if (lit(b, i, q, "[client ", 8) || lit(b, i, q, "[remote ", 8)) {
-        j = run_until(b, i + 8, q, ']', '\n', '\n');
+        j = run_until(b, i + 8, q, ']', '\n', '\n'); /* [^]\n]* */
         if (lit(b, j, q, "] ", 2))
             i = j + 2;
     }
@@ -219,7 +225,7 @@ static Py_ssize_t parse_cont(ptr b, Py_ssize_t i, Py_ssize_t end, span *key, spa
     if (!lit(b, j, end, "] SSL Library Error: ", 21))
         return -1;
     reason->a = j + 21;
-    reason->b = run_until(b, reason->a, end, '\n', '\n', '\n');
+    reason->b = line_end(b, reason->a, end);
     return reason->b;
 }
 
@@ -310,7 +316,7 @@ static PyObject *hits(PyObject *self, PyObject *args) {
                 }
             } else {
                 body.a = p + 9;
-                body.b = be = run_until(b, body.a, end, '\n', '\n', '\n');
+                body.b = be = line_end(b, body.a, end);
                 mend = be;
                 if ((e1 = parse_cont(b, be, end, &k1, &r1)) >= 0) {
                     mend = e1;

@@ -12,11 +12,8 @@ import dataclasses
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
+from scan_outcome import outcome
 from tlslog import decoders, synth
-from tlslog.classify import Joiner
-from tlslog.scan import _emitter, _finish_ctx, _new_ctx, process_chunks
-from tlslog.store import FileStats, Store
 
 FAST = decoders.APACHE_ERROR
 GENERIC = dataclasses.replace(FAST, scan_block=None, count_lines=None)
@@ -70,25 +67,11 @@ line = st.one_of(
 )
 
 
-def _run(fmt, data: bytes | list[bytes], block_size: int):
-    store = Store()
-    stats = FileStats(0, "x", fmt.name)
-    store.files[0] = stats
-    joiner = Joiner(_emitter(store, {0: (stats, fmt.source)}))
-    ctx = _new_ctx(0, "UTC")
-    warnings: list[str] = []
-    chunks = data if isinstance(data, list) else [data]
-    process_chunks(iter(chunks), fmt, stats, store, joiner, ctx, warn=warnings.append, block_size=block_size)
-    open_state = dict(joiner.keys)  # what a range or follow hands on, before the end closes it
-    before_finish = (dict(store.events), dict(store.first), dict(store.last), dict(store.examples))
-    joiner.finish()
-    _finish_ctx(ctx, store, stats, fmt.source)
-    return (open_state, before_finish, dict(store.events), store.first, store.last, store.examples,
-            stats.lines, stats.unparsed_lines, stats.events, warnings)
+
 
 
 def _same(data: bytes, block_size: int) -> None:
-    fast, generic = _run(FAST, data, block_size), _run(GENERIC, data, block_size)
+    fast, generic = outcome(FAST, data, block_size), outcome(GENERIC, data, block_size)
     assert fast == generic
 
 
@@ -135,7 +118,7 @@ def test_fast_path_equals_generic_loop_on_the_synthetic_log(tmp_path):
     synth.write(str(path), 20_000, tls_fraction=0.3, seed=3)
     data = path.read_bytes()
     _same(data, 1 << 16)
-    fast = _run(FAST, data, 1 << 16)
+    fast = outcome(FAST, data, 1 << 16)
     assert sum(fast[2].values()) > 1000  # the comparison above compared real events
 
 
@@ -173,7 +156,6 @@ def test_prefetched_stops_its_producer_when_the_consumer_stops_early():
 
 def test_prefetched_hands_a_producer_exception_to_the_consumer():
     import pytest
-
     from tlslog.sources import prefetched
 
     def broken():
@@ -214,7 +196,7 @@ def test_a_bug_in_the_block_scanner_is_a_warning_not_a_traceback(monkeypatch):
 
     fmt = dataclasses.replace(FAST, scan_block=broken)
     line = b"[Fri Nov 27 10:50:52.123456 2026] [ssl:info] [pid 1:tid 2] [client 1.2.3.4:5] AH01996: SSL handshake failed: HTTP spoken on HTTPS port; x\n"
-    result = _run(fmt, [line] * 10, 100)  # one block per line
+    result = outcome(fmt, [line] * 10, 100)  # one block per line
     warnings = result[-1]
     assert len(calls) > 2 and len(warnings) == 1 and "internal error" in warnings[0] and "KeyError" in warnings[0]
     assert 0 < result[8] < 10  # events: the first block's lines were lost, the later blocks' counted

@@ -14,15 +14,12 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import line_loop
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import line_loop
+from scan_outcome import outcome
 from tlslog import _units, apache_units, decoders, synth
-from tlslog.classify import Joiner
-from tlslog.scan import _emitter, _finish_ctx, _new_ctx, process_chunks
-from tlslog.store import FileStats, Store
 
 FAST = decoders.APACHE_ERROR
 LOOP = dataclasses.replace(FAST, scan_block=line_loop.scan_apache24, flush=None)  # the line loop before the units
@@ -127,27 +124,9 @@ LEXERS = {"python": apache_units._py_hits, "c": _units.hits}
 def _run(fmt, data: bytes | list[bytes], block_size: int, lexer: str = "c"):
     before, apache_units.lex = apache_units.lex, LEXERS[lexer]
     try:
-        return _run_with(fmt, data, block_size)
+        return outcome(fmt, data, block_size)
     finally:
         apache_units.lex = before
-
-
-def _run_with(fmt, data: bytes | list[bytes], block_size: int):
-    store = Store()
-    stats = FileStats(0, "x", fmt.name)
-    store.files[0] = stats
-    joiner = Joiner(_emitter(store, {0: (stats, fmt.source)}))
-    ctx = _new_ctx(0, "UTC")
-    warnings: list[str] = []
-    chunks = data if isinstance(data, list) else [data]
-    process_chunks(iter(chunks), fmt, stats, store, joiner, ctx, warn=warnings.append, block_size=block_size)
-    open_state = dict(joiner.keys)  # what a range or follow hands on, before the end closes it
-    before_finish = (dict(store.events), dict(store.first), dict(store.last), dict(store.examples), stats.events)
-    joiner.finish()
-    _finish_ctx(ctx, store, stats, fmt.source)
-    assert not ctx.pending  # every pending group was handed to the joiner at the end of process_chunks
-    return (open_state, before_finish, dict(store.events), store.first, store.last, store.examples,
-            stats.lines, stats.unparsed_lines, stats.events, warnings)
 
 
 @settings(max_examples=400, deadline=None)
